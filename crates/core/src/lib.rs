@@ -1,0 +1,15 @@
+//! oidcgate-core: the framework-free heart of oidcgate.
+//!
+//! - [`jose`]: compact JWS parsing, JWK/JWKS, signature verification (and, with the `signing`
+//!   feature, signing) on aws-lc-rs.
+//! - [`provider`]: OpenID Provider discovery metadata and the per-issuer key cache.
+//! - [`validate`]: access-token validation producing [`validate::VerifiedClaims`], and the
+//!   validated-token cache.
+//! - [`http`]: the one injected HTTP client trait every outbound call goes through.
+//! - [`clock`]: the injected clock, so tests control time.
+
+pub mod clock;
+pub mod http;
+pub mod jose;
+pub mod provider;
+pub mod validate;

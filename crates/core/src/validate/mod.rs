@@ -1,0 +1,16 @@
+//! Token validation: turning a bearer access token into [`VerifiedClaims`].
+//!
+//! - [`claims`]: `VerifiedClaims`, constructible only by the validators in this module.
+//! - [`access_token`]: the access-token validator (one or several trusted issuers).
+//! - [`token_cache`]: the bounded validated-token cache.
+//! - [`error`]: why a token was refused.
+
+pub mod access_token;
+pub mod claims;
+pub mod error;
+pub mod token_cache;
+
+pub use access_token::{AccessTokenValidator, IssuerPolicy, ValidatorBuilder};
+pub use claims::VerifiedClaims;
+pub use error::ValidationError;
+pub use token_cache::TokenCacheConfig;
