@@ -1,1 +1,12 @@
-//! placeholder
+//! oidcgate-axum: tower layers and axum extractors on top of `oidcgate-core`.
+//!
+//! - [`bearer`]: bearer access-token authentication for resource servers — a layer that
+//!   validates `Authorization: Bearer` tokens and attaches a [`bearer::Principal`], per-route
+//!   scope requirements, and RFC 6750 error responses.
+//!
+//! The public API uses only `http`, `tower-layer`/`tower-service` and `axum-core` types, so an
+//! axum upgrade is not a breaking change here.
+
+pub mod bearer;
+
+pub use bearer::{BearerAuth, BearerAuthLayer, Principal, RequireScope, RequireScopeLayer};
