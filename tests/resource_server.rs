@@ -108,7 +108,8 @@ async fn rejections() {
     let kid = key.kid().to_owned();
     let rs256 = json!({"alg": "RS256", "kid": kid});
 
-    let cases: Vec<(&str, String, fn(&ValidationError) -> bool)> = vec![
+    type Expect = fn(&ValidationError) -> bool;
+    let cases: Vec<(&str, String, Expect)> = vec![
         ("expired", mint(&key, &with("exp", json!(t - 61))), |e| {
             *e == ValidationError::Expired
         }),

@@ -1,9 +1,74 @@
-//! The `oidcgate` command line (DESIGN §4). Subcommands land with their issues; today:
-//! `inspect`.
+//! The `oidcgate` command line (DESIGN §4). Subcommands land with their issues; this release
+//! has `inspect`. Exit codes: 0 ok; 2 bad configuration, usage, or input that is not a JWS;
+//! 1 runtime failure or a failed check.
+
+mod inspect;
+mod timefmt;
 
 use std::process::ExitCode;
 
-/// Parses arguments, runs the subcommand, and maps the outcome onto DESIGN §4 exit codes.
+use clap::{Parser, Subcommand};
+
+/// OpenID Connect authentication for web applications and APIs.
+#[derive(Debug, Parser)]
+#[command(name = "oidcgate", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Decode a JWT, and with --issuer verify it against the issuer's keys.
+    Inspect(inspect::Args),
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Exit 0.
+    Ok,
+    /// Exit 1: a runtime failure, or (inspect with `--issuer`) a failed check.
+    Failed,
+    /// Exit 2: bad configuration, usage or input.
+    Usage,
+}
+
+impl From<Outcome> for ExitCode {
+    fn from(o: Outcome) -> Self {
+        match o {
+            Outcome::Ok => ExitCode::SUCCESS,
+            Outcome::Failed => ExitCode::from(1),
+            Outcome::Usage => ExitCode::from(2),
+        }
+    }
+}
+
+/// Parses arguments, runs the subcommand, and maps the outcome onto exit codes.
 pub fn main() -> ExitCode {
-    ExitCode::SUCCESS
+    let cli = Cli::parse(); // clap exits 2 on usage errors and 0 for --help/--version
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Inspect(args) => inspect::run(args).await,
+        }
+    });
+    outcome.into()
 }

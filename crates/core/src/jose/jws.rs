@@ -108,7 +108,7 @@ impl<'a> UnverifiedJwt<'a> {
                     key.verify(alg, self.signing_input.as_bytes(), &self.signature)
                         .is_ok()
                 }) {
-                    self.into_verified()
+                    self.verified_payload()
                 } else {
                     Err(JoseError::BadSignature)
                 }
@@ -123,7 +123,7 @@ impl<'a> UnverifiedJwt<'a> {
             self.signing_input.as_bytes(),
             &self.signature,
         )?;
-        self.into_verified()
+        self.verified_payload()
     }
 
     /// Verifies an HS256/384/512 token with a secret configured for the issuer.
@@ -137,10 +137,10 @@ impl<'a> UnverifiedJwt<'a> {
             return Err(JoseError::AlgorithmNotAllowed(alg.name()));
         }
         key.verify(alg, self.signing_input.as_bytes(), &self.signature)?;
-        self.into_verified()
+        self.verified_payload()
     }
 
-    fn into_verified(&self) -> Result<VerifiedJws, JoseError> {
+    fn verified_payload(&self) -> Result<VerifiedJws, JoseError> {
         let payload = parse_object(&self.payload).map_err(|e| to_jose_error("payload", e))?;
         Ok(VerifiedJws {
             header: self.header.clone(),

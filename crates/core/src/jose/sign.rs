@@ -22,7 +22,7 @@ enum Inner {
     Rsa(RsaKeyPair),
     Ec(EcdsaKeyPair),
     Ed25519(Ed25519KeyPair),
-    Hmac(HmacKey),
+    Hmac(Box<HmacKey>),
 }
 
 /// A private key bound to one JWS algorithm, with its `kid`.
@@ -85,7 +85,7 @@ impl SigningKey {
             Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
                 let mut secret = [0u8; 64];
                 aws_lc_rs::rand::fill(&mut secret).map_err(|_| JoseError::SigningFailed)?;
-                Inner::Hmac(HmacKey::new(&secret)?)
+                Inner::Hmac(Box::new(HmacKey::new(&secret)?))
             }
         };
         let mut key = Self {
@@ -132,7 +132,7 @@ impl SigningKey {
         Ok(Self {
             alg,
             kid: kid.into(),
-            inner: Inner::Hmac(HmacKey::new(secret)?),
+            inner: Inner::Hmac(Box::new(HmacKey::new(secret)?)),
         })
     }
 
