@@ -186,11 +186,10 @@ fn flip_byte(token: &str, index: usize) -> String {
 
 /// Checks one RFC 7520 example signed with an asymmetric key.
 ///
-/// The RFC payload is text, not a JSON object, and `UnverifiedJwt::verify` parses the payload
-/// as a JWT claims set only after the signature check succeeds. So for the genuine token,
-/// `verify` must fail with exactly `NotJsonObject("payload")` (the signature was accepted),
-/// while for the tampered copies it must fail with `BadSignature`. The signature itself is
-/// additionally checked directly with the key that the set selects for the token's header.
+/// `verify` accepts the genuine token and yields the RFC payload byte for byte; because that
+/// payload is text, reading it as a JWT claims set fails with `NotJsonObject("payload")`.
+/// The tampered copies fail with `BadSignature`. The signature is also checked directly with
+/// the key that the set selects for the token's header.
 fn check_rfc7520_asymmetric(section: &str, token: &str, alg: Algorithm, signature_len: usize) {
     let set = rfc7520_key_set();
     let allowed = only(alg);
@@ -220,10 +219,14 @@ fn check_rfc7520_asymmetric(section: &str, token: &str, alg: Algorithm, signatur
     key.verify(alg, signing_input.as_bytes(), &signature)
         .unwrap_or_else(|e| panic!("RFC 7520 {section}: signature rejected: {e}"));
 
+    let verified = jwt
+        .verify(&set, allowed)
+        .unwrap_or_else(|e| panic!("RFC 7520 {section}: verify refused: {e}"));
+    assert_eq!(verified.payload(), RFC7520_PAYLOAD.as_bytes(), "{section}");
     assert_eq!(
-        jwt.verify(&set, allowed).err(),
+        verified.claims().err(),
         Some(JoseError::NotJsonObject("payload")),
-        "{section}: signature accepted, then the non-JSON payload refused as a claims set"
+        "{section}: a JWS payload that is not a JSON object is no JWT claims set"
     );
     assert_eq!(
         jwt.verify(&set, AlgorithmSet::empty()).err(),
@@ -316,10 +319,12 @@ fn rfc7520_4_4_hmac_hs256() {
             .expect("sign"),
         tag
     );
+    let verified = jwt.verify_hmac(&key, allowed).expect("§4.4 verifies");
+    assert_eq!(verified.payload(), RFC7520_PAYLOAD.as_bytes());
     assert_eq!(
-        jwt.verify_hmac(&key, allowed).err(),
+        verified.claims().err(),
         Some(JoseError::NotJsonObject("payload")),
-        "MAC accepted, then the non-JSON payload refused as a claims set"
+        "a JWS payload that is not a JSON object is no JWT claims set"
     );
     // A JWK Set never supplies an HMAC secret, neither at load time nor at verification.
     assert!(JwkSet::from_json(json!({"keys": [jwk]}).to_string().as_bytes()).is_err());

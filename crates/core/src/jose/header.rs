@@ -55,6 +55,11 @@ impl Header {
         Ok(Self { alg, kid, typ })
     }
 
+    /// The members [`Self::from_object`] reads; the rest of a header is syntax-checked only.
+    pub(crate) fn is_member_used(name: &str) -> bool {
+        matches!(name, "alg" | "kid" | "typ" | "crit" | "b64")
+    }
+
     /// A header for signing (used by the `signing` feature and tests).
     pub fn new(alg: Algorithm, kid: Option<String>, typ: Option<String>) -> Self {
         Self { alg, kid, typ }

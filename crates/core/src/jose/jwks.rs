@@ -127,32 +127,50 @@ impl JwkSet {
     /// Selects the key(s) for a token header per the module's policy.
     pub fn select(&self, header: &Header) -> Result<KeySelection<'_>, JoseError> {
         let alg = header.alg();
-        let fitting: Vec<&VerifyingKey> = match header.kid() {
-            Some(kid) => {
-                let indexes = self
-                    .by_kid
-                    .get(kid)
-                    .ok_or_else(|| JoseError::UnknownKid(truncate(kid)))?;
-                let fitting: Vec<_> = indexes
-                    .iter()
-                    .map(|i| self.keys[*i].as_ref())
-                    .filter(|k| k.fits(alg))
-                    .collect();
-                if fitting.is_empty() {
-                    return Err(JoseError::KeyAlgorithmMismatch {
+        if let Some(kid) = header.kid() {
+            let indexes = self
+                .by_kid
+                .get(kid)
+                .ok_or_else(|| JoseError::UnknownKid(truncate(kid)))?;
+            if let [only] = indexes.as_slice() {
+                // The common case: one key per kid, no allocation.
+                let key = self.keys[*only].as_ref();
+                return if key.fits(alg) {
+                    Ok(KeySelection::One(key))
+                } else {
+                    Err(JoseError::KeyAlgorithmMismatch {
                         kid: truncate(kid),
                         alg: alg.name(),
-                    });
-                }
-                fitting
+                    })
+                };
             }
-            None => self
-                .keys
+            let fitting: Vec<_> = indexes
+                .iter()
+                .map(|i| self.keys[*i].as_ref())
+                .filter(|k| k.fits(alg))
+                .collect();
+            if fitting.is_empty() {
+                return Err(JoseError::KeyAlgorithmMismatch {
+                    kid: truncate(kid),
+                    alg: alg.name(),
+                });
+            }
+            return Self::bounded(fitting, alg);
+        }
+        Self::bounded(
+            self.keys
                 .iter()
                 .map(Arc::as_ref)
                 .filter(|k| k.fits(alg))
                 .collect(),
-        };
+            alg,
+        )
+    }
+
+    fn bounded(
+        fitting: Vec<&VerifyingKey>,
+        alg: crate::jose::Algorithm,
+    ) -> Result<KeySelection<'_>, JoseError> {
         match fitting.len() {
             0 => Err(JoseError::NoMatchingKey(alg.name())),
             1 => Ok(KeySelection::One(fitting[0])),

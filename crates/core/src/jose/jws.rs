@@ -10,7 +10,7 @@ use super::alg::{AlgorithmSet, KeyFamily};
 use super::b64;
 use super::error::JoseError;
 use super::header::Header;
-use super::json::{parse_object, to_jose_error};
+use super::json::{parse_object, scan_object, to_jose_error};
 use super::jwk::{HmacKey, VerifyingKey};
 use super::jwks::{JwkSet, KeySelection};
 
@@ -26,12 +26,12 @@ pub struct UnverifiedJwt<'a> {
     signature: Vec<u8>,
 }
 
-/// A JWS whose signature was verified with a trusted key. Its claims are not yet validated
-/// (issuer, audience, expiry...): see `crate::validate`.
+/// A JWS whose signature was verified with a trusted key. Its payload is not interpreted here:
+/// a JWT's claims are read and validated by `crate::validate`.
 #[derive(Debug, Clone)]
 pub struct VerifiedJws {
     header: Header,
-    payload: Map<String, Value>,
+    payload: Vec<u8>,
 }
 
 impl<'a> UnverifiedJwt<'a> {
@@ -59,7 +59,8 @@ impl<'a> UnverifiedJwt<'a> {
         let header_bytes = b64::decode(h).ok_or(JoseError::BadBase64("header"))?;
         let payload = b64::decode(p).ok_or(JoseError::BadBase64("payload"))?;
         let signature = b64::decode(s).ok_or(JoseError::BadBase64("signature"))?;
-        let header_object = parse_object(&header_bytes).map_err(|e| to_jose_error("header", e))?;
+        let header_object = scan_object(&header_bytes, Header::is_member_used)
+            .map_err(|e| to_jose_error("header", e))?;
         let header = Header::from_object(&header_object)?;
         let signing_input = &token[..h.len() + 1 + p.len()];
         Ok(Self {
@@ -93,27 +94,8 @@ impl<'a> UnverifiedJwt<'a> {
     /// Verifies with keys from a JWK Set, under an algorithm allow-list. HMAC algorithms never
     /// verify here: a JWKS key is never used as a shared secret.
     pub fn verify(&self, keys: &JwkSet, allowed: AlgorithmSet) -> Result<VerifiedJws, JoseError> {
-        let alg = self.header.alg();
-        if !allowed.contains(alg) {
-            return Err(JoseError::AlgorithmNotAllowed(alg.name()));
-        }
-        if alg.key_family() == KeyFamily::Hmac {
-            return Err(JoseError::HmacNotConfigured);
-        }
-        match keys.select(&self.header)? {
-            KeySelection::One(key) => self.verify_with(key),
-            KeySelection::Candidates(candidates) => {
-                // Only tokens without a usable kid get here, and the set is bounded.
-                if candidates.iter().any(|key| {
-                    key.verify(alg, self.signing_input.as_bytes(), &self.signature)
-                        .is_ok()
-                }) {
-                    self.verified_payload()
-                } else {
-                    Err(JoseError::BadSignature)
-                }
-            }
-        }
+        self.check_signature(keys, allowed)?;
+        Ok(self.to_verified())
     }
 
     /// Verifies with one specific key.
@@ -123,7 +105,7 @@ impl<'a> UnverifiedJwt<'a> {
             self.signing_input.as_bytes(),
             &self.signature,
         )?;
-        self.verified_payload()
+        Ok(self.to_verified())
     }
 
     /// Verifies an HS256/384/512 token with a secret configured for the issuer.
@@ -132,20 +114,57 @@ impl<'a> UnverifiedJwt<'a> {
         key: &HmacKey,
         allowed: AlgorithmSet,
     ) -> Result<VerifiedJws, JoseError> {
+        self.check_hmac(key, allowed)?;
+        Ok(self.to_verified())
+    }
+
+    /// The signature check of [`Self::verify`], without producing a [`VerifiedJws`] (the
+    /// validator checks, may refetch keys and check again, then moves the payload out).
+    pub(crate) fn check_signature(
+        &self,
+        keys: &JwkSet,
+        allowed: AlgorithmSet,
+    ) -> Result<(), JoseError> {
         let alg = self.header.alg();
         if !allowed.contains(alg) {
             return Err(JoseError::AlgorithmNotAllowed(alg.name()));
         }
-        key.verify(alg, self.signing_input.as_bytes(), &self.signature)?;
-        self.verified_payload()
+        if alg.key_family() == KeyFamily::Hmac {
+            return Err(JoseError::HmacNotConfigured);
+        }
+        let message = self.signing_input.as_bytes();
+        match keys.select(&self.header)? {
+            KeySelection::One(key) => key.verify(alg, message, &self.signature),
+            // Only kid-less tokens (or a kid shared by several keys) get here; the set is bounded.
+            KeySelection::Candidates(candidates) => candidates
+                .iter()
+                .find_map(|key| key.verify(alg, message, &self.signature).ok())
+                .ok_or(JoseError::BadSignature),
+        }
     }
 
-    fn verified_payload(&self) -> Result<VerifiedJws, JoseError> {
-        let payload = parse_object(&self.payload).map_err(|e| to_jose_error("payload", e))?;
-        Ok(VerifiedJws {
+    /// The check of [`Self::verify_hmac`].
+    pub(crate) fn check_hmac(&self, key: &HmacKey, allowed: AlgorithmSet) -> Result<(), JoseError> {
+        let alg = self.header.alg();
+        if !allowed.contains(alg) {
+            return Err(JoseError::AlgorithmNotAllowed(alg.name()));
+        }
+        key.verify(alg, self.signing_input.as_bytes(), &self.signature)
+    }
+
+    /// Moves header and payload out. Crate-private: call only after a successful check.
+    pub(crate) fn into_verified(self) -> VerifiedJws {
+        VerifiedJws {
+            header: self.header,
+            payload: self.payload,
+        }
+    }
+
+    fn to_verified(&self) -> VerifiedJws {
+        VerifiedJws {
             header: self.header.clone(),
-            payload,
-        })
+            payload: self.payload.clone(),
+        }
     }
 }
 
@@ -155,13 +174,18 @@ impl VerifiedJws {
         &self.header
     }
 
-    /// The verified payload object.
-    pub fn payload(&self) -> &Map<String, Value> {
+    /// The verified payload bytes.
+    pub fn payload(&self) -> &[u8] {
         &self.payload
     }
 
-    /// Takes the payload.
-    pub fn into_parts(self) -> (Header, Map<String, Value>) {
+    /// The payload as a JSON object with unique member names (a JWT claims set).
+    pub fn claims(&self) -> Result<Map<String, Value>, JoseError> {
+        parse_object(&self.payload).map_err(|e| to_jose_error("payload", e))
+    }
+
+    /// Takes the header and payload bytes.
+    pub fn into_parts(self) -> (Header, Vec<u8>) {
         (self.header, self.payload)
     }
 }

@@ -310,7 +310,7 @@ mod tests {
                 .unwrap()
                 .verify(&set, allowed)
                 .unwrap();
-            assert_eq!(verified.payload()["sub"], "a", "{alg}");
+            assert_eq!(verified.claims().unwrap()["sub"], "a", "{alg}");
             let pkcs8 = key.to_pkcs8().unwrap();
             let again = SigningKey::from_pkcs8(alg, &pkcs8, None).unwrap();
             assert_eq!(again.kid(), key.kid(), "{alg}: thumbprint is stable");

@@ -100,11 +100,8 @@ impl ProviderMetadata {
 
     /// Parses a discovery document (no network; also used by the fuzz target).
     pub fn from_json(bytes: &[u8]) -> Result<Self, String> {
-        serde_json::from_slice::<Self>(bytes).map_err(|e| {
-            let mut msg = e.to_string();
-            msg.truncate(200);
-            msg
-        })
+        // serde's message may quote the hostile document: keep it short, on a char boundary.
+        serde_json::from_slice::<Self>(bytes).map_err(|e| e.to_string().chars().take(200).collect())
     }
 
     /// Every endpoint URL in the document.

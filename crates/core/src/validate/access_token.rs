@@ -18,6 +18,7 @@ use super::token_cache::{TokenCache, TokenCacheConfig};
 use crate::clock::{Clock, SystemClock};
 use crate::http::{HttpClient, HttpError};
 use crate::jose::alg::AlgorithmSet;
+use crate::jose::json::{scan_object, to_jose_error};
 use crate::jose::{Algorithm, HmacKey, JoseError, UnverifiedJwt, VerifiedJws};
 use crate::provider::{KeyCache, KeyCacheConfig, KeySource};
 
@@ -324,7 +325,7 @@ impl AccessTokenValidator {
             return Err(ValidationError::WrongType);
         }
         let epoch = entry.keys.removal_epoch();
-        let verified = self.verify_signature(entry, &jwt).await?;
+        let verified = self.verify_signature(entry, jwt).await?;
         let claims = Arc::new(check_claims(policy, verified, self.clock.unix_seconds())?);
         if let Some(cache) = &self.cache {
             cache.insert(
@@ -353,10 +354,12 @@ impl AccessTokenValidator {
             .ok_or(ValidationError::UntrustedIssuer)
     }
 
+    /// Checks the signature with the issuer's keys (refetching once for an unknown `kid`), then
+    /// moves the verified header and payload out of the token.
     async fn verify_signature(
         &self,
         entry: &IssuerEntry,
-        jwt: &UnverifiedJwt<'_>,
+        jwt: UnverifiedJwt<'_>,
     ) -> Result<VerifiedJws, ValidationError> {
         let policy = &entry.policy;
         let alg = jwt.header().alg();
@@ -365,16 +368,18 @@ impl AccessTokenValidator {
         }
         if alg.is_hmac() {
             let key = policy.hmac.as_ref().ok_or(JoseError::HmacNotConfigured)?;
-            return Ok(jwt.verify_hmac(key, policy.algorithms)?);
+            jwt.check_hmac(key, policy.algorithms)?;
+            return Ok(jwt.into_verified());
         }
         let snapshot = entry.keys.keys().await?;
-        match jwt.verify(&snapshot.keys, policy.algorithms) {
+        match jwt.check_signature(&snapshot.keys, policy.algorithms) {
             Err(JoseError::UnknownKid(_)) => {
                 let newer = entry.keys.refresh_for_unknown_kid(&snapshot).await;
-                Ok(jwt.verify(&newer.keys, policy.algorithms)?)
+                jwt.check_signature(&newer.keys, policy.algorithms)?;
             }
-            other => Ok(other?),
+            other => other?,
         }
+        Ok(jwt.into_verified())
     }
 }
 
@@ -436,13 +441,20 @@ fn scopes(claims: &Map<String, Value>) -> Result<Vec<String>, ValidationError> {
     Ok(out)
 }
 
+/// The claims validation reads; the rest are only syntax-checked until someone asks.
+const REGISTERED: [&str; 8] = ["iss", "aud", "exp", "nbf", "iat", "sub", "scope", "scp"];
+
 /// The registered-claim checks, after the signature.
 pub(crate) fn check_claims(
     policy: &IssuerPolicy,
     verified: VerifiedJws,
     now: i64,
 ) -> Result<VerifiedClaims, ValidationError> {
-    let (header, claims) = verified.into_parts();
+    let (header, payload) = verified.into_parts();
+    let claims = scan_object(&payload, |name| {
+        REGISTERED.contains(&name) || policy.required_claims.iter().any(|c| c == name)
+    })
+    .map_err(|e| to_jose_error("payload", e))?;
     let leeway = i64::try_from(policy.leeway.as_secs()).unwrap_or(i64::MAX);
     match claims.get("iss") {
         Some(Value::String(iss)) if *iss == policy.issuer => {}
@@ -488,6 +500,6 @@ pub(crate) fn check_claims(
         scopes,
         header.alg(),
         header.kid().map(str::to_owned),
-        claims,
+        payload,
     ))
 }

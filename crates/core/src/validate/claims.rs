@@ -1,6 +1,8 @@
 //! [`VerifiedClaims`]: the claims of a token whose signature and registered claims have been
 //! checked. Only this crate's validators construct it.
 
+use std::sync::OnceLock;
+
 use serde_json::{Map, Value};
 
 use crate::jose::Algorithm;
@@ -15,7 +17,10 @@ pub struct VerifiedClaims {
     scopes: Vec<String>,
     alg: Algorithm,
     kid: Option<String>,
-    claims: Map<String, Value>,
+    /// The verified claims set; validation checked it is an object with unique member names.
+    payload: Vec<u8>,
+    /// Every claim, built on first use: validation itself only reads the registered claims.
+    all: OnceLock<Map<String, Value>>,
 }
 
 impl VerifiedClaims {
@@ -29,7 +34,7 @@ impl VerifiedClaims {
         scopes: Vec<String>,
         alg: Algorithm,
         kid: Option<String>,
-        claims: Map<String, Value>,
+        payload: Vec<u8>,
     ) -> Self {
         Self {
             issuer,
@@ -39,7 +44,8 @@ impl VerifiedClaims {
             scopes,
             alg,
             kid,
-            claims,
+            payload,
+            all: OnceLock::new(),
         }
     }
 
@@ -85,17 +91,24 @@ impl VerifiedClaims {
 
     /// Every claim.
     pub fn claims(&self) -> &Map<String, Value> {
-        &self.claims
+        // Cannot fail: validation already parsed this payload with the same strict rules.
+        self.all
+            .get_or_init(|| crate::jose::json::parse_object(&self.payload).unwrap_or_default())
     }
 
     /// One claim.
     pub fn claim(&self, name: &str) -> Option<&Value> {
-        self.claims.get(name)
+        self.claims().get(name)
+    }
+
+    /// The raw claims set (JSON), e.g. to deserialize into an application's own type.
+    pub fn raw_claims(&self) -> &[u8] {
+        &self.payload
     }
 
     /// One claim, when it is a string.
     pub fn string_claim(&self, name: &str) -> Option<&str> {
-        self.claims.get(name).and_then(Value::as_str)
+        self.claim(name).and_then(Value::as_str)
     }
 
     /// `email`.
@@ -115,7 +128,7 @@ impl VerifiedClaims {
 
     /// A list claim such as `groups`: an array of strings, or one string.
     pub fn string_list_claim(&self, name: &str) -> Vec<&str> {
-        match self.claims.get(name) {
+        match self.claim(name) {
             Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
             Some(Value::String(s)) => vec![s.as_str()],
             _ => Vec::new(),
