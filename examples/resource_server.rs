@@ -12,6 +12,10 @@
 //! non-loopback issuer), `OIDC_OP_JWKS_ENDPOINT` (skip discovery), `OIDC_JWKS_REFETCH_COOLDOWN`
 //! (seconds, default 5), `TOKEN_CACHE_ENTRIES` (default 10000; 0 disables the cache).
 //! It prints `listening on http://ADDR` once it accepts connections.
+//!
+//! Without `OIDC_ISSUER` it starts a *development issuer* in the same process (discovery and
+//! JWKS on a free loopback port, a fresh Ed25519 key that never leaves the process) and prints
+//! a one-hour token for it, so `cargo run --release --example resource_server` works offline.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -77,10 +81,25 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
-    let Some(issuer) = env("OIDC_ISSUER") else {
-        return config_error("OIDC_ISSUER", "required (the IdP issuer URL)");
+    // Without OIDC_ISSUER the example trusts a development issuer of its own, so the quick
+    // start works offline; with it, OIDC_AUDIENCE is required as well.
+    let dev = match env("OIDC_ISSUER") {
+        Some(_) => None,
+        None => match dev_issuer::start().await {
+            Ok(dev) => Some(dev),
+            Err(e) => {
+                eprintln!("error: cannot start the development issuer: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
     };
-    let Some(audience) = env("OIDC_AUDIENCE") else {
+    let issuer = match &dev {
+        Some(dev) => dev.issuer.clone(),
+        None => env("OIDC_ISSUER").unwrap_or_default(),
+    };
+    let Some(audience) =
+        env("OIDC_AUDIENCE").or(dev.as_ref().map(|_| dev_issuer::AUDIENCE.to_owned()))
+    else {
         return config_error(
             "OIDC_AUDIENCE",
             "required (the expected `aud` of access tokens)",
@@ -167,7 +186,12 @@ async fn main() -> ExitCode {
         Err(e) => return config_error("LISTEN_ADDR", format!("cannot listen on {listen}: {e}")),
     };
     match listener.local_addr() {
-        Ok(addr) => println!("listening on http://{addr}"),
+        Ok(addr) => {
+            println!("listening on http://{addr}");
+            if let Some(dev) = &dev {
+                dev.announce(addr);
+            }
+        }
         Err(e) => return config_error("LISTEN_ADDR", e),
     }
     let shutdown = async {
@@ -193,4 +217,70 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+/// The development issuer used when `OIDC_ISSUER` is not set.
+mod dev_issuer {
+    use std::net::SocketAddr;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use axum::routing::get;
+    use axum::{Json, Router};
+    use oidcgate_core::jose::Algorithm;
+    use oidcgate_core::jose::sign::SigningKey;
+    use serde_json::json;
+
+    /// The audience of the development tokens.
+    pub const AUDIENCE: &str = "demo-api";
+
+    pub struct DevIssuer {
+        pub issuer: String,
+        token: String,
+    }
+
+    /// Serves discovery and JWKS for a fresh key and mints one token.
+    pub async fn start() -> Result<DevIssuer, Box<dyn std::error::Error>> {
+        let key = SigningKey::generate(Algorithm::EdDSA)?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let issuer = format!("http://{}", listener.local_addr()?);
+        let jwks = json!({"keys": [key.public_jwk()]});
+        let discovery = json!({
+            "issuer": issuer,
+            "jwks_uri": format!("{issuer}/jwks"),
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["EdDSA"],
+        });
+        let app = Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                get(move || async move { Json(discovery) }),
+            )
+            .route("/jwks", get(move || async move { Json(jwks) }));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+        let claims = json!({
+            "iss": issuer, "aud": AUDIENCE, "sub": "alice", "iat": now, "exp": now + 3600,
+            "scope": "openid profile email", "email": "alice@example.com", "name": "Alice",
+        });
+        let token = key.sign_jwt(Some("at+jwt"), &claims)?;
+        Ok(DevIssuer { issuer, token })
+    }
+
+    impl DevIssuer {
+        /// Prints the issuer, the token and a curl command (stdout, after the listening line).
+        pub fn announce(&self, addr: SocketAddr) {
+            println!(
+                "OIDC_ISSUER is not set: trusting a development issuer at {}",
+                self.issuer
+            );
+            println!("token: {}", self.token);
+            println!(
+                "try: curl -H \"Authorization: Bearer {}\" http://{addr}/protected",
+                self.token
+            );
+        }
+    }
 }

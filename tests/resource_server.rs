@@ -1001,6 +1001,37 @@ mod example {
     }
 
     #[tokio::test]
+    async fn without_an_issuer_it_runs_a_development_issuer() {
+        let (server, lines) = support::start_server_reading(
+            &example_path("resource_server"),
+            &[],
+            &[("LISTEN_ADDR", "127.0.0.1:0")],
+            2,
+        )
+        .await;
+        assert!(lines[0].contains("development issuer"), "{lines:?}");
+        let token = lines[1].strip_prefix("token: ").expect("token line");
+        let http = reqwest::Client::new();
+        let r = http
+            .get(format!("{}/protected", server.base_url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.json::<Value>().await.unwrap()["message"], "Hello, Alice!");
+        let forged = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        let c = claims("http://127.0.0.1:1", "demo-api", SystemTime::now());
+        let r = http
+            .get(format!("{}/protected", server.base_url))
+            .bearer_auth(mint(&forged, &c))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+
+    #[tokio::test]
     async fn missing_settings_exit_2_naming_the_setting() {
         let out = tokio::process::Command::new(example_path("resource_server"))
             .env_clear()

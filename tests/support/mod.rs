@@ -245,6 +245,16 @@ pub async fn start_server(
     args: &[&str],
     envs: &[(&str, &str)],
 ) -> Running {
+    start_server_reading(program, args, envs, 0).await.0
+}
+
+/// Like [`start_server`], and also returns the `extra` stdout lines after the listening line.
+pub async fn start_server_reading(
+    program: &std::path::Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    extra: usize,
+) -> (Running, Vec<String>) {
     let mut cmd = Command::new(program);
     cmd.args(args)
         .env_clear()
@@ -270,7 +280,12 @@ pub async fn start_server(
         .expect("listening line")
         .trim()
         .to_owned();
+    let mut more = Vec::with_capacity(extra);
+    for _ in 0..extra {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await;
+        more.push(line.expect("more output").unwrap().expect("more output"));
+    }
     // Keep draining stdout so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Running { child, base_url }
+    (Running { child, base_url }, more)
 }
