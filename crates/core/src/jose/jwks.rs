@@ -73,10 +73,11 @@ impl JwkSet {
             }
         }
         if set.keys.is_empty() {
-            let why = if set.skipped.is_empty() {
-                "it is empty".to_owned()
-            } else {
-                set.skipped.join("; ")
+            // Name a few reasons; a hostile set of 100 odd keys must not make a huge message.
+            let why = match set.skipped.len() {
+                0 => "it is empty".to_owned(),
+                n if n <= 3 => set.skipped.join("; "),
+                n => format!("{}; and {} more", set.skipped[..3].join("; "), n - 3),
             };
             return Err(JoseError::InvalidJwkSet(format!(
                 "no usable signing key: {why}"
