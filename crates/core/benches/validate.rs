@@ -1,96 +1,19 @@
 //! Criterion benches of what core does on the request path, each beside its baseline in the
 //! same run (DESIGN §6): cold validation per algorithm vs the raw aws-lc-rs verify of a
-//! pre-parsed key, and a validated-token cache hit vs a plain concurrent map lookup.
+//! pre-parsed key, and a validated-token cache hit vs a plain thread-safe map lookup.
+//! `benches/overhead.rs` gives the same ratio with the two interleaved, which is steadier on a
+//! shared machine.
 //!
 //! `cargo bench -p oidcgate-core --bench validate`
 
+mod common;
+
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::pin;
 use std::sync::{Arc, RwLock};
-use std::task::{Context, Poll, Waker};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use aws_lc_rs::signature::ParsedPublicKey;
+use common::{Subject, run_ready};
 use criterion::{Criterion, criterion_group, criterion_main};
-use oidcgate_core::http::{BoxFuture, HttpClient, HttpError, HttpRequest, HttpResponse};
-use oidcgate_core::jose::sign::SigningKey;
-use oidcgate_core::jose::{Algorithm, b64};
-use oidcgate_core::validate::{AccessTokenValidator, IssuerPolicy, TokenCacheConfig};
-use serde_json::json;
-
-const ISSUER: &str = "https://idp.example.com/realms/demo";
-
-/// Serves discovery and one JWKS from memory (pure logic: the bench measures validation, not
-/// sockets; the end-to-end numbers come from bench/load_resource_server.sh).
-#[derive(Debug)]
-struct StaticIdp {
-    jwks: String,
-}
-
-impl HttpClient for StaticIdp {
-    fn execute(&self, request: HttpRequest) -> BoxFuture<'_, Result<HttpResponse, HttpError>> {
-        let body = if request.url.path().ends_with("openid-configuration") {
-            json!({"issuer": ISSUER, "jwks_uri": format!("{ISSUER}/certs")}).to_string()
-        } else {
-            self.jwks.clone()
-        };
-        Box::pin(async move {
-            Ok(HttpResponse {
-                status: 200,
-                headers: vec![],
-                body: body.into_bytes(),
-            })
-        })
-    }
-}
-
-/// Polls a future that completes without waiting (keys are loaded, so validation never does).
-fn run_ready<F: Future>(f: F) -> F::Output {
-    let mut f = pin!(f);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-    }
-}
-
-/// Claims shaped like a Keycloak access token (~900 bytes once signed with RS256).
-fn claims() -> serde_json::Value {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    json!({
-        "exp": now + 3600, "iat": now, "auth_time": now, "jti": "4f2c1d0e-7a8b-4c3d-9e1f-0a1b2c3d4e5f",
-        "iss": ISSUER, "aud": ["my-api", "account"], "sub": "f1e2d3c4-b5a6-4978-8695-a4b3c2d1e0f9",
-        "typ": "Bearer", "azp": "web-app", "sid": "0a9b8c7d-6e5f-4a3b-2c1d-0e9f8a7b6c5d",
-        "acr": "1", "allowed-origins": ["https://app.example.com"],
-        "realm_access": {"roles": ["offline_access", "uma_authorization", "default-roles-demo"]},
-        "scope": "openid email profile", "email_verified": true, "name": "Alice Liddell",
-        "preferred_username": "alice", "given_name": "Alice", "family_name": "Liddell",
-        "email": "alice@example.com", "groups": ["admins", "users"]
-    })
-}
-
-fn validator(key: &SigningKey, cache: bool) -> AccessTokenValidator {
-    let jwks = json!({"keys": [key.public_jwk().unwrap()]}).to_string();
-    let mut builder = AccessTokenValidator::builder()
-        .issuer(IssuerPolicy::new(ISSUER, "my-api").algorithms([key.alg()]))
-        .http_client(Arc::new(StaticIdp { jwks }));
-    if cache {
-        builder = builder.token_cache(TokenCacheConfig::default());
-    }
-    let v = builder.build().unwrap();
-    assert!(run_until_done(v.warm_up()).is_empty());
-    v
-}
-
-/// The warm-up future completes immediately too (the static client never waits).
-fn run_until_done<F: Future>(f: F) -> F::Output {
-    run_ready(f)
-}
+use oidcgate_core::jose::Algorithm;
 
 fn bench_validation(c: &mut Criterion) {
     let mut group = c.benchmark_group("validate");
@@ -100,76 +23,31 @@ fn bench_validation(c: &mut Criterion) {
         Algorithm::ES256,
         Algorithm::EdDSA,
     ] {
-        let key = SigningKey::generate(alg).unwrap();
-        let token = key.sign_jwt(Some("at+jwt"), &claims()).unwrap();
-        let v = validator(&key, false);
-        assert!(run_ready(v.validate(&token)).is_ok());
-
-        // Baseline: aws-lc-rs verifying the same signature with a key parsed beforehand.
-        let (signing_input, sig) = token.rsplit_once('.').unwrap();
-        let sig = b64::decode(sig).unwrap();
-        let jwk = key.public_jwk().unwrap();
-        let raw: ParsedPublicKey = raw_key(alg, &jwk);
-        assert!(raw.verify_sig(signing_input.as_bytes(), &sig).is_ok());
-
+        let subject = Subject::new(alg, false);
         group.bench_function(format!("{alg}/raw_verify"), |b| {
-            b.iter(|| {
-                raw.verify_sig(std::hint::black_box(signing_input.as_bytes()), &sig)
-                    .is_ok()
-            })
+            b.iter(|| subject.raw_verify())
         });
         group.bench_function(format!("{alg}/full_validation"), |b| {
-            b.iter(|| run_ready(v.validate(std::hint::black_box(&token))).is_ok())
+            b.iter(|| subject.validate())
         });
     }
     group.finish();
 }
 
-fn raw_key(alg: Algorithm, jwk: &serde_json::Value) -> ParsedPublicKey {
-    use aws_lc_rs::signature as s;
-    let bytes = |name: &str| b64::decode(jwk[name].as_str().unwrap()).unwrap();
-    match alg {
-        Algorithm::RS256 | Algorithm::PS256 => {
-            let params = if alg == Algorithm::RS256 {
-                &s::RSA_PKCS1_2048_8192_SHA256
-            } else {
-                &s::RSA_PSS_2048_8192_SHA256
-            };
-            s::RsaPublicKeyComponents {
-                n: bytes("n"),
-                e: bytes("e"),
-            }
-            .to_parsed_public_key(params)
-            .unwrap()
-        }
-        Algorithm::ES256 => {
-            let mut point = vec![4u8];
-            point.extend(bytes("x"));
-            point.extend(bytes("y"));
-            ParsedPublicKey::new(&s::ECDSA_P256_SHA256_FIXED, point).unwrap()
-        }
-        _ => ParsedPublicKey::new(&s::ED25519, bytes("x")).unwrap(),
-    }
-}
-
 fn bench_cache(c: &mut Criterion) {
     let mut group = c.benchmark_group("token_cache");
-    let key = SigningKey::generate(Algorithm::RS256).unwrap();
-    let token = key.sign_jwt(Some("at+jwt"), &claims()).unwrap();
-    let v = validator(&key, true);
-    let claims = run_ready(v.validate(&token)).unwrap();
-    group.bench_function("hit", |b| {
-        b.iter(|| run_ready(v.validate(std::hint::black_box(&token))).is_ok())
-    });
+    let subject = Subject::new(Algorithm::RS256, true);
+    let claims = run_ready(subject.validator.validate(&subject.token)).unwrap();
+    group.bench_function("hit", |b| b.iter(|| subject.validate()));
 
-    // Baseline: the cheapest thread-safe token → claims lookup (a std map behind a RwLock).
+    // Baseline: the simplest thread-safe token → claims lookup (a std map behind a RwLock).
     let map: RwLock<HashMap<String, Arc<_>>> =
-        RwLock::new(HashMap::from([(token.clone(), claims)]));
+        RwLock::new(HashMap::from([(subject.token.clone(), claims)]));
     group.bench_function("baseline_rwlock_hashmap", |b| {
         b.iter(|| {
             map.read()
                 .unwrap()
-                .get(std::hint::black_box(token.as_str()))
+                .get(std::hint::black_box(subject.token.as_str()))
                 .cloned()
                 .is_some()
         })
@@ -178,26 +56,4 @@ fn bench_cache(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench_validation, bench_cache);
-criterion_main!(benches, parts);
-fn bench_parts(c: &mut Criterion) {
-    let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
-    let token = key.sign_jwt(Some("at+jwt"), &claims()).unwrap();
-    let payload = b64::decode(token.split('.').nth(1).unwrap()).unwrap();
-    c.bench_function("parts/parse_jws", |b| {
-        b.iter(|| oidcgate_core::jose::UnverifiedJwt::parse(std::hint::black_box(&token)).is_ok())
-    });
-    c.bench_function("parts/payload_map", |b| {
-        b.iter(|| {
-            serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(
-                std::hint::black_box(&payload),
-            )
-            .is_ok()
-        })
-    });
-    c.bench_function("parts/payload_ignored", |b| {
-        b.iter(|| {
-            serde_json::from_slice::<serde::de::IgnoredAny>(std::hint::black_box(&payload)).is_ok()
-        })
-    });
-}
-criterion_group!(parts, bench_parts);
+criterion_main!(benches);

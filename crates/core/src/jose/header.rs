@@ -22,18 +22,26 @@ impl Header {
     /// on wrongly typed `kid`/`typ`, and on any `crit` entry: this implementation understands
     /// no extension, so RFC 7515 §4.1.11 requires rejecting a token that marks one critical.
     pub fn from_object(object: &Map<String, Value>) -> Result<Self, JoseError> {
-        let alg = match object.get("alg") {
+        Self::from_members(|name| object.get(name))
+    }
+
+    /// [`Self::from_object`] over any member lookup (the parser passes only the members it
+    /// kept, see [`Self::MEMBERS`]).
+    pub(crate) fn from_members<'v>(
+        get: impl Fn(&str) -> Option<&'v Value>,
+    ) -> Result<Self, JoseError> {
+        let alg = match get("alg") {
             None => return Err(JoseError::MissingAlg),
             Some(Value::String(s)) => s.parse::<Algorithm>()?,
             Some(Value::Null) => return Err(JoseError::AlgNone),
             Some(_) => return Err(JoseError::BadHeaderParameter("alg")),
         };
-        let kid = optional_string(object, "kid")?;
+        let kid = optional_string(get("kid"), "kid")?;
         if kid.as_ref().is_some_and(|k| k.len() > MAX_KID_LEN) {
             return Err(JoseError::BadHeaderParameter("kid"));
         }
-        let typ = optional_string(object, "typ")?;
-        match object.get("crit") {
+        let typ = optional_string(get("typ"), "typ")?;
+        match get("crit") {
             None => {}
             Some(Value::Array(entries)) => {
                 let first = entries
@@ -47,7 +55,7 @@ impl Header {
             Some(_) => return Err(JoseError::BadHeaderParameter("crit")),
         }
         // RFC 7797 unencoded payloads change what is signed; we never produce or accept them.
-        if let Some(b64) = object.get("b64")
+        if let Some(b64) = get("b64")
             && b64 != &Value::Bool(true)
         {
             return Err(JoseError::UnsupportedCritical("b64".into()));
@@ -56,9 +64,7 @@ impl Header {
     }
 
     /// The members [`Self::from_object`] reads; the rest of a header is syntax-checked only.
-    pub(crate) fn is_member_used(name: &str) -> bool {
-        matches!(name, "alg" | "kid" | "typ" | "crit" | "b64")
-    }
+    pub(crate) const MEMBERS: [&'static str; 5] = ["alg", "kid", "typ", "crit", "b64"];
 
     /// A header for signing (used by the `signing` feature and tests).
     pub fn new(alg: Algorithm, kid: Option<String>, typ: Option<String>) -> Self {
@@ -96,11 +102,8 @@ impl Header {
     }
 }
 
-fn optional_string(
-    object: &Map<String, Value>,
-    name: &'static str,
-) -> Result<Option<String>, JoseError> {
-    match object.get(name) {
+fn optional_string(value: Option<&Value>, name: &'static str) -> Result<Option<String>, JoseError> {
+    match value {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(_) => Err(JoseError::BadHeaderParameter(name)),

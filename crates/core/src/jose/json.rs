@@ -2,10 +2,12 @@
 //! two parsers disagreeing on which `iss` or `alg` counts is a classic JWT bypass, so duplicates
 //! in a header or claims set are an error (RFC 7515 §4, RFC 7519 §4).
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
+use smallvec::SmallVec;
 
 /// Where the object came from, for error messages.
 pub(crate) type Part = &'static str;
@@ -93,22 +95,37 @@ mod tests {
     }
 }
 
-/// One pass over a JSON object: every top-level member name must be unique, members for which
-/// `wanted` says yes are returned as values, and the rest are syntax-checked and skipped
-/// without being built. Verifying a token needs a handful of registered claims; building all
-/// of them up front was most of the cost of validation beyond the signature itself.
-pub(crate) fn scan_object(
+/// Values of chosen top-level members of a JSON object, in the order of the chosen names.
+#[derive(Debug)]
+pub(crate) struct Picked<'n, S> {
+    names: &'n [S],
+    values: SmallVec<[Option<Value>; 12]>,
+}
+
+impl<S: AsRef<str>> Picked<'_, S> {
+    /// The value of a chosen member, if the object had it.
+    pub(crate) fn get(&self, name: &str) -> Option<&Value> {
+        let index = self.names.iter().position(|n| n.as_ref() == name)?;
+        self.values.get(index)?.as_ref()
+    }
+}
+
+/// One strict pass over a JSON object: every top-level member name must be unique, the members
+/// named in `names` are kept as values, and the rest are syntax-checked and skipped without
+/// being built. Verifying a token needs a handful of registered claims; building all of them
+/// (and a map to hold them) was most of the cost of validation beyond the signature itself.
+pub(crate) fn scan_object<'n, S: AsRef<str>>(
     bytes: &[u8],
-    wanted: impl Fn(&str) -> bool,
-) -> Result<Map<String, Value>, ObjectError> {
+    names: &'n [S],
+) -> Result<Picked<'n, S>, ObjectError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let mut duplicate = None;
     let visitor = ScanVisitor {
-        wanted: &wanted,
+        names,
         duplicate: &mut duplicate,
     };
-    let object = match de.deserialize_map(visitor) {
-        Ok(map) => map,
+    let values = match de.deserialize_map(visitor) {
+        Ok(values) => values,
         Err(_) => {
             return Err(match duplicate {
                 Some(name) => ObjectError::Duplicate(name),
@@ -117,11 +134,11 @@ pub(crate) fn scan_object(
         }
     };
     de.end().map_err(|_| ObjectError::NotObject)?;
-    Ok(object)
+    Ok(Picked { names, values })
 }
 
-struct ScanVisitor<'a, W> {
-    wanted: &'a W,
+struct ScanVisitor<'a, S> {
+    names: &'a [S],
     duplicate: &'a mut Option<String>,
 }
 
@@ -129,7 +146,7 @@ struct ScanVisitor<'a, W> {
 struct NameSeed;
 
 impl<'de> de::DeserializeSeed<'de> for NameSeed {
-    type Value = std::borrow::Cow<'de, str>;
+    type Value = Cow<'de, str>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_str(NameVisitor)
@@ -139,53 +156,54 @@ impl<'de> de::DeserializeSeed<'de> for NameSeed {
 struct NameVisitor;
 
 impl<'de> Visitor<'de> for NameVisitor {
-    type Value = std::borrow::Cow<'de, str>;
+    type Value = Cow<'de, str>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a member name")
     }
 
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(std::borrow::Cow::Borrowed(v))
+        Ok(Cow::Borrowed(v))
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(std::borrow::Cow::Owned(v.to_owned()))
+        Ok(Cow::Owned(v.to_owned()))
     }
 }
 
-/// FNV-1a: a cheap fingerprint so the duplicate check compares integers, not strings.
+/// FNV-1a: a cheap fingerprint so the duplicate check mostly compares integers.
 fn fingerprint(name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
 }
 
-impl<'de, W: Fn(&str) -> bool> Visitor<'de> for ScanVisitor<'_, W> {
-    type Value = Map<String, Value>;
+impl<'de, S: AsRef<str>> Visitor<'de> for ScanVisitor<'_, S> {
+    type Value = SmallVec<[Option<Value>; 12]>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
-        let mut kept = Map::new();
-        let mut seen: Vec<(u64, std::borrow::Cow<'de, str>)> = Vec::with_capacity(32);
+        let mut values: Self::Value = SmallVec::from_elem(None, self.names.len());
+        // Names seen so far, on the stack for ordinary claims sets.
+        let mut seen: SmallVec<[(u64, Cow<'de, str>); 32]> = SmallVec::new();
         while let Some(name) = access.next_key_seed(NameSeed)? {
             let print = fingerprint(&name);
             if seen.iter().any(|(p, n)| *p == print && *n == name) {
                 *self.duplicate = Some(name.chars().take(64).collect());
                 return Err(de::Error::custom("duplicate member"));
             }
-            if (self.wanted)(&name) {
-                let value: Value = access.next_value()?;
-                kept.insert(name.clone().into_owned(), value);
-            } else {
-                access.next_value::<de::IgnoredAny>()?;
+            match self.names.iter().position(|n| n.as_ref() == name) {
+                Some(index) => values[index] = Some(access.next_value()?),
+                None => {
+                    access.next_value::<de::IgnoredAny>()?;
+                }
             }
             seen.push((print, name));
         }
-        Ok(kept)
+        Ok(values)
     }
 }
 
@@ -194,18 +212,30 @@ mod scan_tests {
     use super::*;
 
     #[test]
-    fn scan_keeps_wanted_and_rejects_duplicates_anywhere() {
+    fn scan_keeps_chosen_members_and_rejects_duplicates_anywhere() {
         let doc = br#"{"iss":"a","big":{"x":[1,2,{"y":null}]},"n\u0061me":"esc","exp":5}"#;
-        let kept = scan_object(doc, |n| n == "iss" || n == "exp" || n == "name").unwrap();
-        assert_eq!(kept.len(), 3);
-        assert_eq!(kept["name"], "esc");
+        let picked = scan_object(doc, &["iss", "exp", "name", "absent"]).unwrap();
+        assert_eq!(picked.get("iss"), Some(&Value::from("a")));
+        assert_eq!(picked.get("name"), Some(&Value::from("esc")));
+        assert_eq!(picked.get("exp"), Some(&Value::from(5)));
+        assert_eq!(picked.get("absent"), None);
+        assert_eq!(picked.get("big"), None, "not chosen");
         assert!(matches!(
-            scan_object(br#"{"a":1,"skipped":1,"skipped":2}"#, |n| n == "a"),
+            scan_object(br#"{"a":1,"skipped":1,"skipped":2}"#, &["a"]),
             Err(ObjectError::Duplicate(n)) if n == "skipped"
         ));
         // An escaped spelling of the same name is the same name.
         assert!(matches!(
-            scan_object(br#"{"iss":1,"\u0069ss":2}"#, |_| false),
+            scan_object(br#"{"iss":1,"\u0069ss":2}"#, &[""; 0]),
+            Err(ObjectError::Duplicate(_))
+        ));
+        // More members than the inline capacity of the duplicate check.
+        let many: String = (0..100)
+            .map(|i| format!("\"m{i}\":{i},"))
+            .collect::<String>()
+            + "\"m7\":0";
+        assert!(matches!(
+            scan_object(format!("{{{many}}}").as_bytes(), &["m1"]),
             Err(ObjectError::Duplicate(_))
         ));
         for bad in [
@@ -216,7 +246,7 @@ mod scan_tests {
             b"{\"a\":tru}",
         ] {
             assert!(
-                matches!(scan_object(bad, |_| true), Err(ObjectError::NotObject)),
+                matches!(scan_object(bad, &["a"]), Err(ObjectError::NotObject)),
                 "{bad:?}"
             );
         }

@@ -59,9 +59,9 @@ impl<'a> UnverifiedJwt<'a> {
         let header_bytes = b64::decode(h).ok_or(JoseError::BadBase64("header"))?;
         let payload = b64::decode(p).ok_or(JoseError::BadBase64("payload"))?;
         let signature = b64::decode(s).ok_or(JoseError::BadBase64("signature"))?;
-        let header_object = scan_object(&header_bytes, Header::is_member_used)
-            .map_err(|e| to_jose_error("header", e))?;
-        let header = Header::from_object(&header_object)?;
+        let members =
+            scan_object(&header_bytes, &Header::MEMBERS).map_err(|e| to_jose_error("header", e))?;
+        let header = Header::from_members(|name| members.get(name))?;
         let signing_input = &token[..h.len() + 1 + p.len()];
         Ok(Self {
             header,

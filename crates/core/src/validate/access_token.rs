@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use url::Url;
 
 use super::claims::VerifiedClaims;
@@ -18,7 +18,7 @@ use super::token_cache::{TokenCache, TokenCacheConfig};
 use crate::clock::{Clock, SystemClock};
 use crate::http::{HttpClient, HttpError};
 use crate::jose::alg::AlgorithmSet;
-use crate::jose::json::{scan_object, to_jose_error};
+use crate::jose::json::{Picked, scan_object, to_jose_error};
 use crate::jose::{Algorithm, HmacKey, JoseError, UnverifiedJwt, VerifiedJws};
 use crate::provider::{KeyCache, KeyCacheConfig, KeySource};
 
@@ -34,6 +34,8 @@ pub struct IssuerPolicy {
     require_at_jwt: bool,
     max_token_bytes: usize,
     jwks_uri: Option<Url>,
+    /// The registered claims plus the required ones: what validation reads from a claims set.
+    read_claims: Vec<String>,
 }
 
 impl IssuerPolicy {
@@ -51,6 +53,7 @@ impl IssuerPolicy {
             require_at_jwt: false,
             max_token_bytes: crate::jose::DEFAULT_MAX_TOKEN_BYTES,
             jwks_uri: None,
+            read_claims: REGISTERED.map(String::from).to_vec(),
         }
     }
 
@@ -86,6 +89,12 @@ impl IssuerPolicy {
     /// `aud` are checked whatever this says).
     pub fn required_claims(mut self, claims: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.required_claims = claims.into_iter().map(Into::into).collect();
+        self.read_claims = REGISTERED.map(String::from).to_vec();
+        for claim in &self.required_claims {
+            if !self.read_claims.contains(claim) {
+                self.read_claims.push(claim.clone());
+            }
+        }
         self
     }
 
@@ -384,7 +393,7 @@ impl AccessTokenValidator {
 }
 
 /// NumericDate (RFC 7519 §2): a JSON number, possibly fractional; rounded down.
-fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, ValidationError> {
+fn numeric_date(claims: &Claims<'_>, name: &str) -> Result<Option<i64>, ValidationError> {
     match claims.get(name) {
         None => Ok(None),
         Some(Value::Number(n)) => {
@@ -401,7 +410,7 @@ fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, 
 }
 
 /// `aud` as a list: a string or an array of strings (RFC 7519 §4.1.3).
-fn audiences(claims: &Map<String, Value>) -> Result<Vec<String>, ValidationError> {
+fn audiences(claims: &Claims<'_>) -> Result<Vec<String>, ValidationError> {
     match claims.get("aud") {
         None => Err(ValidationError::MissingClaim("aud".into())),
         Some(Value::String(s)) => Ok(vec![s.clone()]),
@@ -419,7 +428,7 @@ fn audiences(claims: &Map<String, Value>) -> Result<Vec<String>, ValidationError
 
 /// Scopes from `scope` (RFC 8693 §4.2: space-separated string) and `scp` (array, or a
 /// space-separated string as Entra ID sends it).
-fn scopes(claims: &Map<String, Value>) -> Result<Vec<String>, ValidationError> {
+fn scopes(claims: &Claims<'_>) -> Result<Vec<String>, ValidationError> {
     let mut out: Vec<String> = Vec::new();
     for name in ["scope", "scp"] {
         match claims.get(name) {
@@ -444,6 +453,9 @@ fn scopes(claims: &Map<String, Value>) -> Result<Vec<String>, ValidationError> {
 /// The claims validation reads; the rest are only syntax-checked until someone asks.
 const REGISTERED: [&str; 8] = ["iss", "aud", "exp", "nbf", "iat", "sub", "scope", "scp"];
 
+/// The claims a validation picked out of a claims set.
+type Claims<'n> = Picked<'n, String>;
+
 /// The registered-claim checks, after the signature.
 pub(crate) fn check_claims(
     policy: &IssuerPolicy,
@@ -451,10 +463,8 @@ pub(crate) fn check_claims(
     now: i64,
 ) -> Result<VerifiedClaims, ValidationError> {
     let (header, payload) = verified.into_parts();
-    let claims = scan_object(&payload, |name| {
-        REGISTERED.contains(&name) || policy.required_claims.iter().any(|c| c == name)
-    })
-    .map_err(|e| to_jose_error("payload", e))?;
+    let claims =
+        scan_object(&payload, &policy.read_claims).map_err(|e| to_jose_error("payload", e))?;
     let leeway = i64::try_from(policy.leeway.as_secs()).unwrap_or(i64::MAX);
     match claims.get("iss") {
         Some(Value::String(iss)) if *iss == policy.issuer => {}
