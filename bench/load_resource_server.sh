@@ -7,6 +7,8 @@
 #
 #   bench/load_resource_server.sh            # 3 rounds of 10 s, 32 connections
 #   ROUNDS=5 DURATION=20s CONNS=8 bench/load_resource_server.sh
+#   WITH_FASTAPI=1 bench/load_resource_server.sh   # also FastAPI/Starlette + Authlib (bench/fastapi_authlib),
+#                                                  # same core, same issuer, same token
 #
 # Needs wrk and taskset (installed with apt-get when missing). Bounded: ROUNDS × 3 × DURATION.
 set -euo pipefail
@@ -58,11 +60,31 @@ token_of() { sed -n 's/^token: //p' "$work/$1.out"; }
 auth_cached="Authorization: Bearer $(token_of cached)"
 auth_cold="Authorization: Bearer $(token_of cold)"
 
-echo "round public_rps protected_cached_rps protected_cold_rps cached/public cold/public"
+fastapi=""
+if [[ "${WITH_FASTAPI:-0}" == 1 ]]; then
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  issuer=$(sed -n 's/^OIDC_ISSUER is not set: trusting a development issuer at //p' "$work/cached.out")
+  OIDC_ISSUER="$issuer" OIDC_AUDIENCE=demo-api PORT="$port" bench/fastapi_authlib/run.sh >"$work/fastapi.out" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 300); do curl -fsS "http://127.0.0.1:$port/public" >/dev/null 2>&1 && break; sleep 0.2; done
+  curl -fsS -H "$auth_cached" "http://127.0.0.1:$port/protected" >/dev/null || { cat "$work/fastapi.out" >&2; exit 1; }
+  fastapi="http://127.0.0.1:$port"
+fi
+
+if [[ -n "$fastapi" ]]; then
+  echo "round public_rps protected_cached_rps protected_cold_rps cached/public cold/public fastapi_protected_rps cached/fastapi"
+else
+  echo "round public_rps protected_cached_rps protected_cold_rps cached/public cold/public"
+fi
 for round in $(seq "$ROUNDS"); do
   pub=$(rps "$(url_of cached)/public")
   cached=$(rps "$(url_of cached)/protected" -H "$auth_cached")
   cold=$(rps "$(url_of cold)/protected" -H "$auth_cold")
-  awk -v r="$round" -v p="$pub" -v c="$cached" -v k="$cold" \
-    'BEGIN { printf "%s %.0f %.0f %.0f %.3f %.3f\n", r, p, c, k, c / p, k / p }'
+  line=$(awk -v r="$round" -v p="$pub" -v c="$cached" -v k="$cold" \
+    'BEGIN { printf "%s %.0f %.0f %.0f %.3f %.3f", r, p, c, k, c / p, k / p }')
+  if [[ -n "$fastapi" ]]; then
+    fa=$(rps "$fastapi/protected" -H "$auth_cached")
+    line="$line $(awk -v f="$fa" -v c="$cached" 'BEGIN { printf "%.0f %.1f", f, c / f }')"
+  fi
+  echo "$line"
 done
