@@ -1,7 +1,8 @@
 //! The `oidcgate` command line (DESIGN §4). Subcommands land with their issues; this release
-//! has `inspect`. Exit codes: 0 ok; 2 bad configuration, usage, or input that is not a JWS;
+//! has `idp` and `inspect`. Exit codes: 0 ok; 2 bad configuration, usage, or input that is not a JWS;
 //! 1 runtime failure or a failed check.
 
+mod idp;
 mod inspect;
 mod timefmt;
 
@@ -19,6 +20,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the development OpenID Provider (demo users and clients unless --config).
+    Idp(idp::Args),
     /// Decode a JWT, and with --issuer verify it against the issuer's keys.
     Inspect(inspect::Args),
 }
@@ -50,7 +53,7 @@ pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -67,6 +70,7 @@ pub fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command {
+            Command::Idp(args) => idp::run(args).await,
             Command::Inspect(args) => inspect::run(args).await,
         }
     });

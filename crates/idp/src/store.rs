@@ -1,0 +1,320 @@
+//! What the IdP remembers between requests, behind the [`Store`] trait: authorization codes and
+//! refresh tokens (stored by SHA-256 hash, never in plain text), revoked access-token ids, SSO
+//! sessions, pending authorization requests and failed-login counters. [`MemoryStore`] keeps
+//! it in process, bounded and pruned of expired entries.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Seconds since the Unix epoch.
+pub type Timestamp = i64;
+
+/// SHA-256 of a code or token: the only form in which codes and tokens are stored.
+pub type TokenHash = [u8; 32];
+
+/// Hashes a code or token for storage.
+pub fn hash_token(token: &str) -> TokenHash {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+/// What an authorization code grants.
+#[derive(Debug, Clone)]
+pub struct CodeGrant {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub sub: String,
+    pub scope: String,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub auth_time: Timestamp,
+    pub sid: String,
+    pub expires_at: Timestamp,
+    /// The refresh family and access-token ids issued from this code (revoked on reuse).
+    pub issued_family: Option<String>,
+    pub issued_jtis: Vec<(String, Timestamp)>,
+    pub used: bool,
+}
+
+/// The state of one refresh token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshState {
+    Active,
+    /// Exchanged for a newer one; presenting it again is reuse.
+    Rotated,
+    Revoked,
+}
+
+/// One refresh token of a rotation family.
+#[derive(Debug, Clone)]
+pub struct RefreshRecord {
+    pub family: String,
+    pub client_id: String,
+    pub sub: String,
+    pub scope: String,
+    pub sid: String,
+    pub auth_time: Timestamp,
+    pub expires_at: Timestamp,
+    pub state: RefreshState,
+}
+
+/// An SSO session at the IdP.
+#[derive(Debug, Clone)]
+pub struct IdpSession {
+    pub sub: String,
+    pub auth_time: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// An authorization request waiting for the user to sign in.
+#[derive(Debug, Clone)]
+pub struct PendingAuthorization {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub response_mode: ResponseMode,
+    pub max_age: Option<i64>,
+    pub expires_at: Timestamp,
+}
+
+/// How the authorization response is delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseMode {
+    Query,
+    FormPost,
+}
+
+/// The IdP's persistent and ephemeral state.
+pub trait Store: Send + Sync + 'static {
+    fn put_code(&self, hash: TokenHash, grant: CodeGrant);
+    /// Marks the code used and returns it as it was (so reuse can be detected).
+    fn use_code(&self, hash: &TokenHash) -> Option<CodeGrant>;
+    fn record_code_issue(
+        &self,
+        hash: &TokenHash,
+        family: Option<String>,
+        jtis: Vec<(String, Timestamp)>,
+    );
+
+    fn put_refresh(&self, hash: TokenHash, record: RefreshRecord);
+    fn refresh(&self, hash: &TokenHash) -> Option<RefreshRecord>;
+    /// Active → Rotated; returns false when it was not active (a concurrent or repeated use).
+    fn rotate_refresh(&self, hash: &TokenHash) -> bool;
+    fn revoke_family(&self, family: &str);
+    fn record_family_jti(&self, family: &str, jti: String, exp: Timestamp);
+
+    fn revoke_jti(&self, jti: &str, exp: Timestamp);
+    fn is_jti_revoked(&self, jti: &str) -> bool;
+
+    fn put_session(&self, sid: String, session: IdpSession);
+    fn session(&self, sid: &str) -> Option<IdpSession>;
+    fn end_session(&self, sid: &str);
+
+    fn put_pending(&self, id: String, pending: PendingAuthorization);
+    fn take_pending(&self, id: &str) -> Option<PendingAuthorization>;
+    fn pending(&self, id: &str) -> Option<PendingAuthorization>;
+
+    /// Records a failed login; returns the failures within the window.
+    fn login_failed(&self, key: &str, now: Timestamp, window: i64) -> usize;
+    fn login_failures(&self, key: &str, now: Timestamp, window: i64) -> Vec<Timestamp>;
+    fn login_succeeded(&self, key: &str);
+}
+
+#[derive(Default)]
+struct Inner {
+    codes: HashMap<TokenHash, CodeGrant>,
+    refresh: HashMap<TokenHash, RefreshRecord>,
+    family_jtis: HashMap<String, Vec<(String, Timestamp)>>,
+    revoked_jtis: HashMap<String, Timestamp>,
+    sessions: HashMap<String, IdpSession>,
+    pending: HashMap<String, PendingAuthorization>,
+    failures: HashMap<String, Vec<Timestamp>>,
+    ops: u64,
+}
+
+/// Largest number of pending authorization requests kept (oldest expire first).
+const MAX_PENDING: usize = 10_000;
+
+/// In-memory [`Store`].
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.ops += 1;
+        if inner.ops.is_multiple_of(1024) {
+            prune(&mut inner, now());
+        }
+        f(&mut inner)
+    }
+}
+
+fn now() -> Timestamp {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn prune(inner: &mut Inner, now: Timestamp) {
+    inner.codes.retain(|_, c| c.expires_at + 3600 > now);
+    inner.refresh.retain(|_, r| r.expires_at > now);
+    inner.revoked_jtis.retain(|_, exp| *exp > now);
+    inner.sessions.retain(|_, s| s.expires_at > now);
+    inner.pending.retain(|_, p| p.expires_at > now);
+    inner
+        .failures
+        .retain(|_, f| f.iter().any(|t| *t + 3600 > now));
+    for jtis in inner.family_jtis.values_mut() {
+        jtis.retain(|(_, exp)| *exp > now);
+    }
+    inner.family_jtis.retain(|_, j| !j.is_empty());
+}
+
+impl Store for MemoryStore {
+    fn put_code(&self, hash: TokenHash, grant: CodeGrant) {
+        self.with(|i| i.codes.insert(hash, grant));
+    }
+
+    fn use_code(&self, hash: &TokenHash) -> Option<CodeGrant> {
+        self.with(|i| {
+            let grant = i.codes.get_mut(hash)?;
+            let before = grant.clone();
+            grant.used = true;
+            Some(before)
+        })
+    }
+
+    fn record_code_issue(
+        &self,
+        hash: &TokenHash,
+        family: Option<String>,
+        jtis: Vec<(String, Timestamp)>,
+    ) {
+        self.with(|i| {
+            if let Some(grant) = i.codes.get_mut(hash) {
+                grant.issued_family = family;
+                grant.issued_jtis = jtis;
+            }
+        });
+    }
+
+    fn put_refresh(&self, hash: TokenHash, record: RefreshRecord) {
+        self.with(|i| i.refresh.insert(hash, record));
+    }
+
+    fn refresh(&self, hash: &TokenHash) -> Option<RefreshRecord> {
+        self.with(|i| i.refresh.get(hash).cloned())
+    }
+
+    fn rotate_refresh(&self, hash: &TokenHash) -> bool {
+        self.with(|i| match i.refresh.get_mut(hash) {
+            Some(r) if r.state == RefreshState::Active => {
+                r.state = RefreshState::Rotated;
+                true
+            }
+            _ => false,
+        })
+    }
+
+    fn revoke_family(&self, family: &str) {
+        self.with(|i| {
+            for r in i.refresh.values_mut().filter(|r| r.family == family) {
+                r.state = RefreshState::Revoked;
+            }
+            if let Some(jtis) = i.family_jtis.remove(family) {
+                for (jti, exp) in jtis {
+                    i.revoked_jtis.insert(jti, exp);
+                }
+            }
+        });
+    }
+
+    fn record_family_jti(&self, family: &str, jti: String, exp: Timestamp) {
+        self.with(|i| {
+            i.family_jtis
+                .entry(family.to_owned())
+                .or_default()
+                .push((jti, exp))
+        });
+    }
+
+    fn revoke_jti(&self, jti: &str, exp: Timestamp) {
+        self.with(|i| i.revoked_jtis.insert(jti.to_owned(), exp));
+    }
+
+    fn is_jti_revoked(&self, jti: &str) -> bool {
+        self.with(|i| i.revoked_jtis.contains_key(jti))
+    }
+
+    fn put_session(&self, sid: String, session: IdpSession) {
+        self.with(|i| i.sessions.insert(sid, session));
+    }
+
+    fn session(&self, sid: &str) -> Option<IdpSession> {
+        let now = now();
+        self.with(|i| i.sessions.get(sid).filter(|s| s.expires_at > now).cloned())
+    }
+
+    fn end_session(&self, sid: &str) {
+        self.with(|i| i.sessions.remove(sid));
+    }
+
+    fn put_pending(&self, id: String, pending: PendingAuthorization) {
+        self.with(|i| {
+            if i.pending.len() >= MAX_PENDING {
+                prune(i, now());
+                // Still full: drop the request closest to expiry.
+                if i.pending.len() >= MAX_PENDING
+                    && let Some(oldest) = i
+                        .pending
+                        .iter()
+                        .min_by_key(|(_, p)| p.expires_at)
+                        .map(|(k, _)| k.clone())
+                {
+                    i.pending.remove(&oldest);
+                }
+            }
+            i.pending.insert(id, pending);
+        });
+    }
+
+    fn take_pending(&self, id: &str) -> Option<PendingAuthorization> {
+        let now = now();
+        self.with(|i| i.pending.remove(id).filter(|p| p.expires_at > now))
+    }
+
+    fn pending(&self, id: &str) -> Option<PendingAuthorization> {
+        let now = now();
+        self.with(|i| i.pending.get(id).filter(|p| p.expires_at > now).cloned())
+    }
+
+    fn login_failed(&self, key: &str, now: Timestamp, window: i64) -> usize {
+        self.with(|i| {
+            let f = i.failures.entry(key.to_owned()).or_default();
+            f.retain(|t| *t + window > now);
+            f.push(now);
+            f.len()
+        })
+    }
+
+    fn login_failures(&self, key: &str, now: Timestamp, window: i64) -> Vec<Timestamp> {
+        self.with(|i| {
+            i.failures
+                .get(key)
+                .map(|f| f.iter().copied().filter(|t| *t + window > now).collect())
+                .unwrap_or_default()
+        })
+    }
+
+    fn login_succeeded(&self, key: &str) {
+        self.with(|i| i.failures.remove(key));
+    }
+}
