@@ -1,0 +1,634 @@
+//! The development IdP (`oidcgate idp`) over real sockets: discovery, the authorization code
+//! flow with PKCE through the real login form, SSO, token exchange, refresh rotation, client
+//! credentials, userinfo, introspection, revocation, and the negative cases of issue 3 — with
+//! the IdP's tokens checked by oidcgate-core's own validator.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use oidcgate_core::jose::{AlgorithmSet, JwkSet, UnverifiedJwt, b64};
+use oidcgate_core::validate::{AccessTokenValidator, IssuerPolicy};
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+use serde_json::Value;
+use support::{Running, start_server};
+
+const REDIRECT: &str = "http://127.0.0.1:4180/auth/callback";
+
+async fn start_idp() -> Running {
+    start_server(
+        std::path::Path::new(env!("CARGO_BIN_EXE_oidcgate")),
+        &["idp", "--listen", "127.0.0.1:0"],
+        &[],
+    )
+    .await
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// A tiny cookie jar for one browser.
+#[derive(Default)]
+struct Jar(HashMap<String, String>);
+
+impl Jar {
+    fn absorb(&mut self, headers: &HeaderMap) {
+        for v in headers.get_all(SET_COOKIE) {
+            let pair = v.to_str().unwrap().split(';').next().unwrap();
+            let (n, v) = pair.split_once('=').unwrap();
+            self.0.insert(n.to_owned(), v.to_owned());
+        }
+    }
+    fn header(&self) -> String {
+        self.0
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+fn field(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no field {name} in {html}"))
+        + marker.len();
+    html[start..start + html[start..].find('"').unwrap()].to_owned()
+}
+
+fn pkce() -> (String, String) {
+    let verifier = oidcgate_core::jose::b64::encode([7u8; 32]) + "-verifier-material";
+    let challenge = b64::encode(sha256(&verifier));
+    (verifier, challenge)
+}
+
+fn sha256(s: &str) -> Vec<u8> {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes())
+        .as_ref()
+        .to_vec()
+}
+
+fn authorize_url(
+    issuer: &str,
+    client: &str,
+    challenge: Option<&str>,
+    extra: &[(&str, &str)],
+) -> String {
+    let mut url = url::Url::parse(&format!("{issuer}/authorize")).unwrap();
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("response_type", "code")
+            .append_pair("client_id", client)
+            .append_pair("redirect_uri", REDIRECT)
+            .append_pair("scope", "openid profile email")
+            .append_pair("state", "st-123")
+            .append_pair("nonce", "n-456");
+        if let Some(c) = challenge {
+            q.append_pair("code_challenge", c)
+                .append_pair("code_challenge_method", "S256");
+        }
+        for (k, v) in extra {
+            q.append_pair(k, v);
+        }
+    }
+    url.to_string()
+}
+
+/// Signs in through the login page; returns the redirect's query parameters.
+async fn login(
+    http: &reqwest::Client,
+    jar: &mut Jar,
+    url: &str,
+    user: &str,
+    password: &str,
+) -> (StatusCode, HashMap<String, String>, String) {
+    let page = http
+        .get(url)
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    jar.absorb(page.headers());
+    let base = url.split("/authorize").next().unwrap().to_owned();
+    let html = page.text().await.unwrap();
+    let form = [
+        ("request", field(&html, "request")),
+        ("csrf", field(&html, "csrf")),
+        ("username", user.to_owned()),
+        ("password", password.to_owned()),
+    ];
+    let r = http
+        .post(format!("{base}/login"))
+        .header("cookie", jar.header())
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    jar.absorb(r.headers());
+    let status = r.status();
+    let location = r
+        .headers()
+        .get(LOCATION)
+        .map(|l| l.to_str().unwrap().to_owned());
+    let body = r.text().await.unwrap();
+    let params = location.map(|l| query(l.as_str())).unwrap_or_default();
+    (status, params, body)
+}
+
+fn query(location: &str) -> HashMap<String, String> {
+    url::Url::parse(location)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+async fn token(
+    http: &reqwest::Client,
+    issuer: &str,
+    client: (&str, Option<&str>),
+    form: &[(&str, &str)],
+) -> (StatusCode, Value) {
+    let mut req = http.post(format!("{issuer}/token")).form(form);
+    req = match client.1 {
+        Some(secret) => req.basic_auth(client.0, Some(secret)),
+        None => req,
+    };
+    let r = req.send().await.unwrap();
+    (r.status(), r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn authorization_code_flow_end_to_end() {
+    let idp = start_idp().await;
+    let issuer = idp.base_url.clone();
+    let http = http();
+    let mut jar = Jar::default();
+    let (verifier, challenge) = pkce();
+
+    // Discovery is read by oidcgate-core's own discovery (issuer match, URL policy).
+    let metadata = oidcgate_core::provider::ProviderMetadata::discover(
+        &oidcgate_core::http::ReqwestClient::new(Default::default()).unwrap(),
+        &issuer,
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    assert!(metadata.authorization_response_iss_parameter_supported);
+    assert_eq!(metadata.code_challenge_methods_supported, ["S256"]);
+
+    let url = authorize_url(&issuer, "demo", Some(&challenge), &[]);
+    let (status, _, body) = login(&http, &mut jar, &url, "alice", "wrong").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body.contains("Wrong username or password"));
+    let (status, params, _) = login(&http, &mut jar, &url, "alice", "wonderland").await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "redirect to the client");
+    assert_eq!(params["state"], "st-123");
+    assert_eq!(params["iss"], issuer);
+    let code = params["code"].clone();
+
+    let demo = ("demo", Some("demo-secret"));
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", &code),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", &verifier),
+    ];
+    let (status, tokens) = token(&http, &issuer, demo, &form).await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+
+    // The ID token: signature with the published keys, and OIDC Core §3.1.3.7 claims.
+    let jwks = http
+        .get(format!("{issuer}/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let keys = JwkSet::from_json(&jwks).unwrap();
+    let id = UnverifiedJwt::parse(tokens["id_token"].as_str().unwrap()).unwrap();
+    let id = id
+        .verify(&keys, AlgorithmSet::default())
+        .unwrap()
+        .claims()
+        .unwrap();
+    assert_eq!(id["iss"], issuer.as_str());
+    assert_eq!(id["aud"], "demo");
+    assert_eq!(id["nonce"], "n-456");
+    assert_eq!(id["sub"], "alice");
+    assert_eq!(id["email"], "alice@example.com");
+    assert_eq!(id["at_hash"], b64::encode(&sha256(&access)[..16]));
+    assert!(id["auth_time"].is_i64() && id["sid"].is_string());
+
+    // The access token passes oidcgate's own resource-server validation (RFC 9068).
+    let validator = AccessTokenValidator::builder()
+        .issuer(IssuerPolicy::new(&issuer, "demo-api").require_at_jwt(true))
+        .build()
+        .unwrap();
+    let verified = validator.validate(&access).await.unwrap();
+    assert_eq!(verified.subject(), Some("alice"));
+    assert!(verified.has_scope("profile"));
+
+    let info: Value = http
+        .get(format!("{issuer}/userinfo"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["sub"], "alice");
+    assert_eq!(info["groups"], serde_json::json!(["admins", "users"]));
+
+    // SSO: a second authorization with the session cookie needs no password.
+    let again = http
+        .get(authorize_url(&issuer, "demo", Some(&challenge), &[]))
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::SEE_OTHER);
+    assert!(query(again.headers()[LOCATION].to_str().unwrap()).contains_key("code"));
+    // prompt=none without a session: login_required back at the client.
+    let none = http
+        .get(authorize_url(
+            &issuer,
+            "demo",
+            Some(&challenge),
+            &[("prompt", "none")],
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        query(none.headers()[LOCATION].to_str().unwrap())["error"],
+        "login_required"
+    );
+
+    // Code reuse: refused, and what the code issued is revoked.
+    let (status, err) = token(&http, &issuer, demo, &form).await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    let intro: Value = http
+        .post(format!("{issuer}/introspect"))
+        .basic_auth("demo", Some("demo-secret"))
+        .form(&[("token", &access)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        intro["active"], false,
+        "access token from a reused code is revoked"
+    );
+    let (_, err) = token(
+        &http,
+        &issuer,
+        demo,
+        &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+    )
+    .await;
+    assert_eq!(
+        err["error"], "invalid_grant",
+        "refresh family from a reused code is revoked"
+    );
+}
+
+/// A fresh sign-in's token response for `client`.
+async fn fresh_tokens(issuer: &str, client: (&str, Option<&str>)) -> Value {
+    let http = http();
+    let mut jar = Jar::default();
+    let (verifier, challenge) = pkce();
+    let (_, params, _) = login(
+        &http,
+        &mut jar,
+        &authorize_url(issuer, client.0, Some(&challenge), &[]),
+        "bob",
+        "builder",
+    )
+    .await;
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("code", params["code"].as_str()),
+        ("redirect_uri", REDIRECT),
+    ];
+    form.push(("code_verifier", &verifier));
+    if client.1.is_none() {
+        form.push(("client_id", client.0));
+    }
+    let (status, tokens) = token(&http, issuer, client, &form).await;
+    assert_eq!(status, 200, "{tokens}");
+    tokens
+}
+
+#[tokio::test]
+async fn refresh_rotation_and_reuse_revokes_the_family() {
+    let idp = start_idp().await;
+    let issuer = &idp.base_url;
+    let http = http();
+    let demo = ("demo", Some("demo-secret"));
+    let first = fresh_tokens(issuer, demo).await;
+    let r1 = first["refresh_token"].as_str().unwrap();
+    let (status, second) = token(
+        &http,
+        issuer,
+        demo,
+        &[("grant_type", "refresh_token"), ("refresh_token", r1)],
+    )
+    .await;
+    assert_eq!(status, 200, "{second}");
+    let r2 = second["refresh_token"].as_str().unwrap();
+    assert_ne!(r1, r2, "rotated");
+    assert!(second["id_token"].is_string());
+    // Reusing r1 revokes the family: r2 stops working too, and its access token.
+    let (_, err) = token(
+        &http,
+        issuer,
+        demo,
+        &[("grant_type", "refresh_token"), ("refresh_token", r1)],
+    )
+    .await;
+    assert_eq!(err["error"], "invalid_grant");
+    let (_, err) = token(
+        &http,
+        issuer,
+        demo,
+        &[("grant_type", "refresh_token"), ("refresh_token", r2)],
+    )
+    .await;
+    assert_eq!(err["error"], "invalid_grant");
+    let userinfo = http
+        .get(format!("{issuer}/userinfo"))
+        .bearer_auth(second["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(userinfo.status(), 401);
+    // Another client cannot use bob's refresh token.
+    let third = fresh_tokens(issuer, demo).await;
+    let (_, err) = token(
+        &http,
+        issuer,
+        ("demo-public", None),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", third["refresh_token"].as_str().unwrap()),
+            ("client_id", "demo-public"),
+        ],
+    )
+    .await;
+    assert_eq!(err["error"], "invalid_grant");
+}
+
+#[tokio::test]
+async fn public_client_pkce_and_negative_cases() {
+    let idp = start_idp().await;
+    let issuer = &idp.base_url;
+    let http = http();
+    let tokens = fresh_tokens(issuer, ("demo-public", None)).await;
+    assert!(tokens["access_token"].is_string());
+
+    // Public client without PKCE: error back at the client.
+    let r = http
+        .get(authorize_url(issuer, "demo-public", None, &[]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        query(r.headers()[LOCATION].to_str().unwrap())["error"],
+        "invalid_request"
+    );
+    // plain is refused.
+    let r = http
+        .get(authorize_url(
+            issuer,
+            "demo-public",
+            None,
+            &[
+                ("code_challenge", &"a".repeat(43)),
+                ("code_challenge_method", "plain"),
+            ],
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        query(r.headers()[LOCATION].to_str().unwrap())["error"],
+        "invalid_request"
+    );
+    // Unregistered redirect URI: an error page, never a redirect.
+    let bad = authorize_url(issuer, "demo", None, &[]).replace("127.0.0.1%3A4180", "evil.example");
+    let r = http.get(bad).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.headers().get(LOCATION).is_none());
+    // Unknown client.
+    let r = http
+        .get(authorize_url(issuer, "nobody", None, &[]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    // PKCE verifier mismatch.
+    let mut jar = Jar::default();
+    let (_, challenge) = pkce();
+    let (_, params, _) = login(
+        &http,
+        &mut jar,
+        &authorize_url(issuer, "demo-public", Some(&challenge), &[]),
+        "alice",
+        "wonderland",
+    )
+    .await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", params["code"].as_str()),
+        ("redirect_uri", REDIRECT),
+        ("client_id", "demo-public"),
+        (
+            "code_verifier",
+            "a-wrong-verifier-that-is-long-enough-to-be-valid-0123",
+        ),
+    ];
+    let (status, err) = token(&http, issuer, ("demo-public", None), &form).await;
+    assert_eq!(
+        (status.as_u16(), err["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+
+    // Client authentication failures: 401 invalid_client, with a Basic challenge for Basic.
+    let r = http
+        .post(format!("{issuer}/token"))
+        .basic_auth("demo", Some("wrong"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic")
+    );
+    let (status, err) = token(
+        &http,
+        issuer,
+        ("demo", Some("demo-secret")),
+        &[("grant_type", "password")],
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), err["error"].as_str()),
+        (400, Some("unsupported_grant_type"))
+    );
+    // Repeated parameters are refused.
+    let r = http
+        .post(format!("{issuer}/token"))
+        .basic_auth("demo-service", Some("demo-service-secret"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials&grant_type=client_credentials")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test]
+async fn client_credentials_introspection_and_revocation() {
+    let idp = start_idp().await;
+    let issuer = &idp.base_url;
+    let http = http();
+    // client_secret_basic with form-urlencoded id and secret (RFC 6749 §2.3.1), and post.
+    let (status, tokens) = token(
+        &http,
+        issuer,
+        ("demo-service", Some("demo-service-secret")),
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "read write"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let r = http
+        .post(format!("{issuer}/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "demo-service"),
+            ("client_secret", "demo-service-secret"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let validator = Arc::new(
+        AccessTokenValidator::builder()
+            .issuer(IssuerPolicy::new(issuer, "demo-api").require_at_jwt(true))
+            .build()
+            .unwrap(),
+    );
+    let claims = validator.validate(&access).await.unwrap();
+    assert_eq!(claims.subject(), Some("demo-service"));
+    assert!(claims.has_scope("write"));
+
+    let introspect = |token: String| {
+        let http = http.clone();
+        let issuer = issuer.clone();
+        async move {
+            http.post(format!("{issuer}/introspect"))
+                .basic_auth("demo", Some("demo-secret"))
+                .form(&[("token", token)])
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let active = introspect(access.clone()).await;
+    assert_eq!(active["active"], true);
+    assert_eq!(active["client_id"], "demo-service");
+    assert_eq!(introspect("garbage".into()).await["active"], false);
+    // Public clients may not introspect.
+    let r = http
+        .post(format!("{issuer}/introspect"))
+        .form(&[("token", access.as_str()), ("client_id", "demo-public")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    let r = http
+        .post(format!("{issuer}/revoke"))
+        .basic_auth("demo-service", Some("demo-service-secret"))
+        .form(&[("token", access.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        introspect(access).await["active"],
+        false,
+        "revoked token introspects inactive"
+    );
+}
+
+#[tokio::test]
+async fn login_lockout_and_csrf() {
+    let idp = start_idp().await;
+    let issuer = &idp.base_url;
+    let http = http();
+    let mut jar = Jar::default();
+    let (_, challenge) = pkce();
+    let url = authorize_url(issuer, "demo", Some(&challenge), &[]);
+    for _ in 0..5 {
+        let (status, _, _) = login(&http, &mut jar, &url, "alice", "nope").await;
+        assert_eq!(status, 401);
+    }
+    let (status, _, body) = login(&http, &mut jar, &url, "alice", "wonderland").await;
+    assert_eq!(
+        status, 429,
+        "locked out after 5 failures even with the right password"
+    );
+    assert!(body.contains("Too many failed attempts"));
+    // bob is not affected.
+    let (status, params, _) = login(&http, &mut jar, &url, "bob", "builder").await;
+    assert_eq!(status, 303);
+    assert!(params.contains_key("code"));
+
+    // A login POST without the CSRF cookie is refused.
+    let page = http.get(&url).send().await.unwrap().text().await.unwrap();
+    let form = [
+        ("request", field(&page, "request")),
+        ("csrf", field(&page, "csrf")),
+        ("username", "bob".into()),
+        ("password", "builder".into()),
+    ];
+    let r = http
+        .post(format!("{issuer}/login"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}
