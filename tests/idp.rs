@@ -632,3 +632,143 @@ async fn login_lockout_and_csrf() {
         .unwrap();
     assert_eq!(r.status(), 403);
 }
+
+#[tokio::test]
+async fn device_flow_with_the_verification_page() {
+    let idp = start_idp().await;
+    let issuer = &idp.base_url;
+    let http = http();
+    let start = || async {
+        let r = http
+            .post(format!("{issuer}/device_authorization"))
+            .form(&[("client_id", "demo-public"), ("scope", "openid profile")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.unwrap()
+    };
+    let poll = |device_code: String| {
+        let http = http.clone();
+        let issuer = issuer.clone();
+        async move {
+            let form = [
+                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                ("device_code", device_code.as_str()),
+                ("client_id", "demo-public"),
+            ];
+            token(&http, &issuer, ("demo-public", None), &form).await
+        }
+    };
+
+    // Polling rules: pending, then slow_down when polling faster than the interval.
+    let a = start().await;
+    assert_eq!(a["interval"], 5);
+    assert!(
+        a["verification_uri_complete"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{issuer}/device?user_code="))
+    );
+    let device_a = a["device_code"].as_str().unwrap().to_owned();
+    assert_eq!(
+        poll(device_a.clone()).await.1["error"],
+        "authorization_pending"
+    );
+    assert_eq!(poll(device_a).await.1["error"], "slow_down");
+
+    // A user approves through the page: sign in, then the first button approves.
+    let approve = |user_code_url: String, deny: bool| {
+        let http = http.clone();
+        let issuer = issuer.clone();
+        async move {
+            let mut jar = Jar::default();
+            let page = http.get(&user_code_url).send().await.unwrap();
+            jar.absorb(page.headers());
+            let html = page.text().await.unwrap();
+            let form = [
+                ("request", field(&html, "request")),
+                ("csrf", field(&html, "csrf")),
+                ("username", "alice".into()),
+                ("password", "wonderland".into()),
+            ];
+            let r = http
+                .post(format!("{issuer}/login"))
+                .header("cookie", jar.header())
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            jar.absorb(r.headers());
+            let back = r.headers()[LOCATION].to_str().unwrap().to_owned();
+            assert!(
+                back.starts_with(&format!("{issuer}/device?user_code=")),
+                "{back}"
+            );
+            let confirm = http
+                .get(&back)
+                .header("cookie", jar.header())
+                .send()
+                .await
+                .unwrap();
+            jar.absorb(confirm.headers());
+            let html = confirm.text().await.unwrap();
+            assert!(html.contains("demo-public"));
+            let mut form = vec![
+                ("user_code", field(&html, "user_code")),
+                ("csrf", field(&html, "csrf")),
+            ];
+            form.push(if deny {
+                ("deny", "1".into())
+            } else {
+                ("approve", "1".into())
+            });
+            let done = http
+                .post(format!("{issuer}/device"))
+                .header("cookie", jar.header())
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(done.status(), 200);
+            done.text().await.unwrap()
+        }
+    };
+    let b = start().await;
+    let page = approve(
+        b["verification_uri_complete"].as_str().unwrap().to_owned(),
+        false,
+    )
+    .await;
+    assert!(page.contains("Device connected"));
+    let (status, tokens) = poll(b["device_code"].as_str().unwrap().to_owned()).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert!(tokens["id_token"].is_string() && tokens["access_token"].is_string());
+    // The device code is spent.
+    tokio::time::sleep(std::time::Duration::from_millis(5100)).await;
+    assert_eq!(
+        poll(b["device_code"].as_str().unwrap().to_owned()).await.1["error"],
+        "invalid_grant"
+    );
+
+    let c = start().await;
+    let page = approve(
+        c["verification_uri_complete"].as_str().unwrap().to_owned(),
+        true,
+    )
+    .await;
+    assert!(page.contains("Access denied"));
+    assert_eq!(
+        poll(c["device_code"].as_str().unwrap().to_owned()).await.1["error"],
+        "access_denied"
+    );
+
+    // Typing a wrong code gives a readable page, not an error status from the server.
+    let r = http
+        .get(format!("{issuer}/device?user_code=ZZZZ-ZZZZ"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("unknown or has expired"));
+}

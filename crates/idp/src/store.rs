@@ -68,6 +68,53 @@ pub struct IdpSession {
     pub expires_at: Timestamp,
 }
 
+/// The state of a device authorization (RFC 8628).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceStatus {
+    Pending,
+    Approved {
+        sub: String,
+        auth_time: Timestamp,
+        sid: String,
+    },
+    Denied,
+    /// Tokens were issued; the device code is spent.
+    Used,
+}
+
+/// A device authorization request.
+#[derive(Debug, Clone)]
+pub struct DeviceGrant {
+    pub client_id: String,
+    pub scope: String,
+    pub user_code: String,
+    pub expires_at: Timestamp,
+    pub interval: i64,
+    pub last_poll: Option<Timestamp>,
+    pub status: DeviceStatus,
+}
+
+/// What a sign-in continues with.
+#[derive(Debug, Clone)]
+pub enum AfterLogin {
+    /// Finish an authorization request.
+    Authorize(PendingAuthorization),
+    /// Return to the device verification page for this user code.
+    Device {
+        user_code: String,
+        expires_at: Timestamp,
+    },
+}
+
+impl AfterLogin {
+    fn expires_at(&self) -> Timestamp {
+        match self {
+            Self::Authorize(p) => p.expires_at,
+            Self::Device { expires_at, .. } => *expires_at,
+        }
+    }
+}
+
 /// An authorization request waiting for the user to sign in.
 #[derive(Debug, Clone)]
 pub struct PendingAuthorization {
@@ -115,9 +162,15 @@ pub trait Store: Send + Sync + 'static {
     fn session(&self, sid: &str) -> Option<IdpSession>;
     fn end_session(&self, sid: &str);
 
-    fn put_pending(&self, id: String, pending: PendingAuthorization);
-    fn take_pending(&self, id: &str) -> Option<PendingAuthorization>;
-    fn pending(&self, id: &str) -> Option<PendingAuthorization>;
+    fn put_pending(&self, id: String, pending: AfterLogin);
+    fn take_pending(&self, id: &str) -> Option<AfterLogin>;
+    fn pending(&self, id: &str) -> Option<AfterLogin>;
+
+    fn put_device(&self, hash: TokenHash, grant: DeviceGrant);
+    fn device(&self, hash: &TokenHash) -> Option<DeviceGrant>;
+    /// The device grant with this user code, with its device-code hash.
+    fn device_by_user_code(&self, user_code: &str) -> Option<(TokenHash, DeviceGrant)>;
+    fn update_device(&self, hash: &TokenHash, update: &mut dyn FnMut(&mut DeviceGrant));
 
     /// Records a failed login; returns the failures within the window.
     fn login_failed(&self, key: &str, now: Timestamp, window: i64) -> usize;
@@ -132,7 +185,8 @@ struct Inner {
     family_jtis: HashMap<String, Vec<(String, Timestamp)>>,
     revoked_jtis: HashMap<String, Timestamp>,
     sessions: HashMap<String, IdpSession>,
-    pending: HashMap<String, PendingAuthorization>,
+    pending: HashMap<String, AfterLogin>,
+    devices: HashMap<TokenHash, DeviceGrant>,
     failures: HashMap<String, Vec<Timestamp>>,
     ops: u64,
 }
@@ -168,7 +222,8 @@ fn prune(inner: &mut Inner, now: Timestamp) {
     inner.refresh.retain(|_, r| r.expires_at > now);
     inner.revoked_jtis.retain(|_, exp| *exp > now);
     inner.sessions.retain(|_, s| s.expires_at > now);
-    inner.pending.retain(|_, p| p.expires_at > now);
+    inner.pending.retain(|_, p| p.expires_at() > now);
+    inner.devices.retain(|_, d| d.expires_at > now);
     inner
         .failures
         .retain(|_, f| f.iter().any(|t| *t + 3600 > now));
@@ -267,7 +322,7 @@ impl Store for MemoryStore {
         self.with(|i| i.sessions.remove(sid));
     }
 
-    fn put_pending(&self, id: String, pending: PendingAuthorization) {
+    fn put_pending(&self, id: String, pending: AfterLogin) {
         self.with(|i| {
             if i.pending.len() >= MAX_PENDING {
                 prune(i, now());
@@ -276,7 +331,7 @@ impl Store for MemoryStore {
                     && let Some(oldest) = i
                         .pending
                         .iter()
-                        .min_by_key(|(_, p)| p.expires_at)
+                        .min_by_key(|(_, p)| p.expires_at())
                         .map(|(k, _)| k.clone())
                 {
                     i.pending.remove(&oldest);
@@ -286,14 +341,48 @@ impl Store for MemoryStore {
         });
     }
 
-    fn take_pending(&self, id: &str) -> Option<PendingAuthorization> {
+    fn take_pending(&self, id: &str) -> Option<AfterLogin> {
         let now = now();
-        self.with(|i| i.pending.remove(id).filter(|p| p.expires_at > now))
+        self.with(|i| i.pending.remove(id).filter(|p| p.expires_at() > now))
     }
 
-    fn pending(&self, id: &str) -> Option<PendingAuthorization> {
+    fn pending(&self, id: &str) -> Option<AfterLogin> {
         let now = now();
-        self.with(|i| i.pending.get(id).filter(|p| p.expires_at > now).cloned())
+        self.with(|i| i.pending.get(id).filter(|p| p.expires_at() > now).cloned())
+    }
+
+    fn put_device(&self, hash: TokenHash, grant: DeviceGrant) {
+        self.with(|i| {
+            // Bounded like pending logins: unauthenticated public clients can start these.
+            if i.devices.len() >= MAX_PENDING {
+                prune(i, now());
+            }
+            if i.devices.len() < MAX_PENDING {
+                i.devices.insert(hash, grant);
+            }
+        });
+    }
+
+    fn device(&self, hash: &TokenHash) -> Option<DeviceGrant> {
+        self.with(|i| i.devices.get(hash).cloned())
+    }
+
+    fn device_by_user_code(&self, user_code: &str) -> Option<(TokenHash, DeviceGrant)> {
+        let now = now();
+        self.with(|i| {
+            i.devices
+                .iter()
+                .find(|(_, d)| d.user_code == user_code && d.expires_at > now)
+                .map(|(h, d)| (*h, d.clone()))
+        })
+    }
+
+    fn update_device(&self, hash: &TokenHash, update: &mut dyn FnMut(&mut DeviceGrant)) {
+        self.with(|i| {
+            if let Some(d) = i.devices.get_mut(hash) {
+                update(d);
+            }
+        });
     }
 
     fn login_failed(&self, key: &str, now: Timestamp, window: i64) -> usize {

@@ -14,7 +14,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use super::pages::{error_page, escape, page};
 use super::{AppState, CSRF_COOKIE, SESSION_COOKIE, cookie, cookie_attributes, now};
-use crate::store::{CodeGrant, IdpSession, PendingAuthorization, ResponseMode, hash_token};
+use crate::store::{
+    AfterLogin, CodeGrant, IdpSession, PendingAuthorization, ResponseMode, hash_token,
+};
 use crate::tokens::random_token;
 
 type Params = HashMap<String, String>;
@@ -209,7 +211,8 @@ fn authorize(idp: AppState, headers: HeaderMap, params: Params) -> Response {
         }
         _ => {
             let id = random_token();
-            idp.store.put_pending(id.clone(), pending);
+            idp.store
+                .put_pending(id.clone(), AfterLogin::Authorize(pending));
             login_page(&idp.issuer, &id, None, StatusCode::OK)
         }
     }
@@ -257,7 +260,7 @@ fn issue_code(
 }
 
 /// The login form; a fresh CSRF token goes into a cookie and the form.
-fn login_page(
+pub(crate) fn login_page(
     issuer: &str,
     request_id: &str,
     message: Option<&str>,
@@ -365,7 +368,10 @@ pub async fn login(
         expires_at: now + idp.lifetimes.session.as_secs() as i64,
     };
     idp.store.put_session(sid.clone(), session.clone());
-    let mut response = issue_code(&idp, &pending, &sid, &session);
+    let mut response = match &pending {
+        AfterLogin::Authorize(p) => issue_code(&idp, p, &sid, &session),
+        AfterLogin::Device { user_code, .. } => super::device::after_login(&idp, user_code),
+    };
     let cookie = format!(
         "{SESSION_COOKIE}={sid}{}",
         cookie_attributes(&idp.issuer, None)

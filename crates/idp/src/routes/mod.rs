@@ -1,9 +1,10 @@
 //! The IdP's HTTP endpoints, one module per job:
 //! [`discovery`] (metadata, JWKS), [`authorize`] (authorization endpoint, login page, SSO
-//! session), [`token`] (token endpoint and client authentication), [`resource`] (userinfo,
+//! session), [`device`] (RFC 8628 device authorization and verification page), [`token`] (token endpoint and client authentication), [`resource`] (userinfo,
 //! introspection, revocation), [`pages`] (escaped HTML and OAuth error responses).
 
 pub mod authorize;
+pub mod device;
 pub mod discovery;
 pub mod pages;
 pub mod resource;
@@ -44,6 +45,11 @@ pub fn router(state: AppState) -> Router {
             get(authorize::authorize_get).post(authorize::authorize_post),
         )
         .route("/login", post(authorize::login))
+        .route("/device_authorization", post(device::device_authorization))
+        .route(
+            "/device",
+            get(device::verification_page).post(device::verification_submit),
+        )
         .route("/token", post(token::token))
         .route(
             "/userinfo",

@@ -151,6 +151,26 @@ fn token_inner(idp: &crate::Idp, headers: &HeaderMap, body: &[u8]) -> Result<Val
         "authorization_code" => authorization_code(idp, client, &params),
         "refresh_token" => refresh(idp, client, &params),
         "client_credentials" => client_credentials(idp, client, &params),
+        super::device::GRANT => {
+            if !client.allows_grant(grant) {
+                return Err(OAuthError::new(
+                    "unauthorized_client",
+                    "the client may not use the device grant",
+                ));
+            }
+            let approved = super::device::poll(idp, client, &params)?;
+            let issued = issue_user_tokens(
+                idp,
+                client,
+                &approved.sub,
+                &approved.scope,
+                None,
+                approved.auth_time,
+                &approved.sid,
+                None,
+            )?;
+            Ok(issued.response)
+        }
         "" => Err(OAuthError::new("invalid_request", "grant_type is required")),
         _ => Err(OAuthError::new(
             "unsupported_grant_type",
