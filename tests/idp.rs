@@ -772,3 +772,183 @@ async fn device_flow_with_the_verification_page() {
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("unknown or has expired"));
 }
+
+#[tokio::test]
+async fn rp_initiated_and_back_channel_logout() {
+    // A receiver for logout tokens, and an IdP configured (TOML) with a client that uses it.
+    let received: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/backchannel",
+        axum::routing::post(move |body: String| {
+            let sink = sink.clone();
+            async move {
+                let token = url::form_urlencoded::parse(body.as_bytes())
+                    .find(|(k, _)| k == "logout_token")
+                    .map(|(_, v)| v.into_owned());
+                sink.lock().unwrap().push(token.unwrap_or_default());
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver = format!("http://{}/backchannel", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let dir = std::env::temp_dir().join(format!("oidcgate-idp-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("idp.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[users]]
+username = "alice"
+password = "wonderland"
+email = "alice@example.com"
+
+[[clients]]
+client_id = "app"
+client_secret = "app-secret"
+redirect_uris = ["{REDIRECT}"]
+post_logout_redirect_uris = ["http://127.0.0.1:4180/"]
+backchannel_logout_uri = "{receiver}"
+"#
+        ),
+    )
+    .unwrap();
+    let idp = start_server(
+        std::path::Path::new(env!("CARGO_BIN_EXE_oidcgate")),
+        &[
+            "idp",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    let issuer = &idp.base_url;
+    let http = http();
+    let mut jar = Jar::default();
+    let (verifier, challenge) = pkce();
+    let (_, params, _) = login(
+        &http,
+        &mut jar,
+        &authorize_url(issuer, "app", Some(&challenge), &[]),
+        "alice",
+        "wonderland",
+    )
+    .await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", params["code"].as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", &verifier),
+    ];
+    let (status, tokens) = token(&http, issuer, ("app", Some("app-secret")), &form).await;
+    assert_eq!(status, 200, "{tokens}");
+    let id_token = tokens["id_token"].as_str().unwrap();
+
+    // Refusals: a forged hint, an unregistered post-logout URI.
+    let r = http
+        .get(format!("{issuer}/logout?id_token_hint=a.b.c"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = http
+        .get(format!("{issuer}/logout"))
+        .query(&[
+            ("id_token_hint", id_token),
+            ("post_logout_redirect_uri", "https://evil.example/"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // Without a hint: a confirmation page, nothing ended yet.
+    let r = http
+        .get(format!("{issuer}/logout"))
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("Sign out of the oidcgate development IdP?")
+    );
+    assert!(received.lock().unwrap().is_empty());
+
+    // With the hint: signed out, back to the registered URI with state, logout token delivered.
+    let r = http
+        .get(format!("{issuer}/logout"))
+        .query(&[
+            ("id_token_hint", id_token),
+            ("post_logout_redirect_uri", "http://127.0.0.1:4180/"),
+            ("state", "bye"),
+        ])
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()[LOCATION], "http://127.0.0.1:4180/?state=bye");
+    jar.absorb(r.headers());
+    let mut waited = 0;
+    while received.lock().unwrap().is_empty() && waited < 50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    let logout_token = received
+        .lock()
+        .unwrap()
+        .first()
+        .cloned()
+        .expect("logout token delivered");
+    let jwks = http
+        .get(format!("{issuer}/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let keys = JwkSet::from_json(&jwks).unwrap();
+    let jwt = UnverifiedJwt::parse(&logout_token).unwrap();
+    assert!(jwt.header().typ_is("logout+jwt"));
+    let claims = jwt
+        .verify(&keys, AlgorithmSet::default())
+        .unwrap()
+        .claims()
+        .unwrap();
+    let id = UnverifiedJwt::parse(id_token)
+        .unwrap()
+        .verify(&keys, AlgorithmSet::default())
+        .unwrap()
+        .claims()
+        .unwrap();
+    assert_eq!(claims["aud"], "app");
+    assert_eq!(claims["sid"], id["sid"]);
+    assert_eq!(claims["sub"], "alice");
+    assert!(claims.get("nonce").is_none());
+    assert!(
+        claims["events"]
+            .get("http://schemas.openid.net/event/backchannel-logout")
+            .is_some()
+    );
+
+    // The SSO session is gone: the next authorization shows the login form again.
+    let r = http
+        .get(authorize_url(issuer, "app", Some(&challenge), &[]))
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("name=\"password\""));
+    let _ = std::fs::remove_dir_all(dir);
+}

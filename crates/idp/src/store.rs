@@ -66,6 +66,8 @@ pub struct IdpSession {
     pub sub: String,
     pub auth_time: Timestamp,
     pub expires_at: Timestamp,
+    /// Clients that received tokens in this session (for back-channel logout).
+    pub clients: Vec<String>,
 }
 
 /// The state of a device authorization (RFC 8628).
@@ -160,7 +162,9 @@ pub trait Store: Send + Sync + 'static {
 
     fn put_session(&self, sid: String, session: IdpSession);
     fn session(&self, sid: &str) -> Option<IdpSession>;
-    fn end_session(&self, sid: &str);
+    /// Removes the session and returns it.
+    fn end_session(&self, sid: &str) -> Option<IdpSession>;
+    fn add_session_client(&self, sid: &str, client_id: &str);
 
     fn put_pending(&self, id: String, pending: AfterLogin);
     fn take_pending(&self, id: &str) -> Option<AfterLogin>;
@@ -318,8 +322,18 @@ impl Store for MemoryStore {
         self.with(|i| i.sessions.get(sid).filter(|s| s.expires_at > now).cloned())
     }
 
-    fn end_session(&self, sid: &str) {
-        self.with(|i| i.sessions.remove(sid));
+    fn end_session(&self, sid: &str) -> Option<IdpSession> {
+        self.with(|i| i.sessions.remove(sid))
+    }
+
+    fn add_session_client(&self, sid: &str, client_id: &str) {
+        self.with(|i| {
+            if let Some(s) = i.sessions.get_mut(sid)
+                && !s.clients.iter().any(|c| c == client_id)
+            {
+                s.clients.push(client_id.to_owned());
+            }
+        });
     }
 
     fn put_pending(&self, id: String, pending: AfterLogin) {

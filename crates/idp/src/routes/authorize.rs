@@ -366,6 +366,7 @@ pub async fn login(
         sub: user.sub().to_owned(),
         auth_time: now,
         expires_at: now + idp.lifetimes.session.as_secs() as i64,
+        clients: Vec::new(),
     };
     idp.store.put_session(sid.clone(), session.clone());
     let mut response = match &pending {

@@ -1,11 +1,13 @@
-//! The IdP's HTTP endpoints, one module per job:
-//! [`discovery`] (metadata, JWKS), [`authorize`] (authorization endpoint, login page, SSO
-//! session), [`device`] (RFC 8628 device authorization and verification page), [`token`] (token endpoint and client authentication), [`resource`] (userinfo,
-//! introspection, revocation), [`pages`] (escaped HTML and OAuth error responses).
+//! The IdP's HTTP endpoints, one module per job: [`discovery`] (metadata, JWKS),
+//! [`authorize`] (authorization endpoint, login page, SSO session), [`device`] (RFC 8628),
+//! [`token`] (token endpoint, client authentication), [`resource`] (userinfo, introspection,
+//! revocation), [`logout`] (RP-initiated and back-channel logout), [`pages`] (escaped HTML and
+//! OAuth error responses).
 
 pub mod authorize;
 pub mod device;
 pub mod discovery;
+pub mod logout;
 pub mod pages;
 pub mod resource;
 pub mod token;
@@ -57,6 +59,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/introspect", post(resource::introspect))
         .route("/revoke", post(resource::revoke))
+        .route(
+            "/logout",
+            get(logout::end_session_get).post(logout::end_session_post),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))
         .with_state(state)
 }

@@ -223,6 +223,7 @@ fn issue_user_tokens(
         idp.lifetimes.access_token.as_secs() as i64,
     )
     .map_err(server_error)?;
+    idp.store.add_session_client(sid, &client.client_id);
     let mut response = json!({
         "access_token": access,
         "token_type": "Bearer",
@@ -366,8 +367,14 @@ fn refresh(idp: &crate::Idp, client: &Client, params: &Params) -> Result<Value, 
     if record.client_id != client.client_id {
         return Err(invalid());
     }
-    if record.state != RefreshState::Active || !idp.store.rotate_refresh(&hash) {
-        // A rotated token presented again: someone holds a copy. Revoke the whole family.
+    // A rotated token presented again means someone holds a copy: revoke the whole family.
+    // `rotate_refresh` failing on an active token is the same race, lost by this request.
+    let reused = match record.state {
+        RefreshState::Active => !idp.store.rotate_refresh(&hash),
+        RefreshState::Rotated => true,
+        RefreshState::Revoked => return Err(invalid()),
+    };
+    if reused {
         idp.store.revoke_family(&record.family);
         tracing::warn!(client = %client.client_id, "refresh token reused: family revoked");
         return Err(invalid());
