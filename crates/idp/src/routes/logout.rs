@@ -77,10 +77,9 @@ fn destination(
             }
             Ok(Some(url.to_string()))
         }
-        _ => Err(error_page(
-            StatusCode::BAD_REQUEST,
+        _ => Err(
             "post_logout_redirect_uri is not registered for this client (send id_token_hint or client_id).",
-        )),
+        ),
     }
 }
 
@@ -127,9 +126,9 @@ fn end_session(idp: AppState, headers: HeaderMap, params: Params) -> Response {
     };
     let target = match destination(&idp, client_id.as_deref(), &params) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(why) => return error_page(StatusCode::BAD_REQUEST, why),
     };
-    let confirmed = params.get("confirm").is_some()
+    let confirmed = params.contains_key("confirm")
         && cookie(&headers, CSRF_COOKIE)
             .zip(params.get("csrf"))
             .is_some_and(|(c, f)| {
