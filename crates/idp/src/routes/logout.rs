@@ -56,7 +56,7 @@ fn destination(
     idp: &crate::Idp,
     client_id: Option<&str>,
     params: &Params,
-) -> Result<Option<String>, Response> {
+) -> Result<Option<String>, &'static str> {
     let Some(uri) = params
         .get("post_logout_redirect_uri")
         .filter(|u| !u.is_empty())
@@ -67,10 +67,7 @@ fn destination(
     match client {
         Some(c) if c.post_logout_uri_allowed(uri) => {
             let Ok(mut url) = url::Url::parse(uri) else {
-                return Err(error_page(
-                    StatusCode::BAD_REQUEST,
-                    "post_logout_redirect_uri is not a URL.",
-                ));
+                return Err("post_logout_redirect_uri is not a URL.");
             };
             if let Some(state) = params.get("state") {
                 url.query_pairs_mut().append_pair("state", state);
