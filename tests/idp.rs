@@ -952,3 +952,138 @@ backchannel_logout_uri = "{receiver}"
     assert!(r.text().await.unwrap().contains("name=\"password\""));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn consent_and_per_client_signing_algorithm() {
+    let dir = std::env::temp_dir().join(format!("oidcgate-idp-consent-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("idp.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[users]]
+username = "alice"
+password = "wonderland"
+
+[[clients]]
+client_id = "careful"
+client_secret = "careful-secret"
+redirect_uris = ["{REDIRECT}"]
+require_consent = true
+id_token_signed_response_alg = "EdDSA"
+"#
+        ),
+    )
+    .unwrap();
+    let idp = start_server(
+        std::path::Path::new(env!("CARGO_BIN_EXE_oidcgate")),
+        &[
+            "idp",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    let issuer = &idp.base_url;
+    let http = http();
+    let mut jar = Jar::default();
+    let (verifier, challenge) = pkce();
+    let url = authorize_url(issuer, "careful", Some(&challenge), &[]);
+    // After signing in, a consent page instead of a redirect.
+    let page = http.get(&url).send().await.unwrap();
+    jar.absorb(page.headers());
+    let html = page.text().await.unwrap();
+    let form = [
+        ("request", field(&html, "request")),
+        ("csrf", field(&html, "csrf")),
+        ("username", "alice".into()),
+        ("password", "wonderland".into()),
+    ];
+    let r = http
+        .post(format!("{issuer}/login"))
+        .header("cookie", jar.header())
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    jar.absorb(r.headers());
+    assert_eq!(r.status(), 200);
+    let consent = r.text().await.unwrap();
+    assert!(
+        consent.contains("asks for") && consent.contains("<li>profile</li>"),
+        "{consent}"
+    );
+    let allow = [
+        ("request", field(&consent, "request")),
+        ("csrf", field(&consent, "csrf")),
+        ("approve", "1".into()),
+    ];
+    let r = http
+        .post(format!("{issuer}/consent"))
+        .header("cookie", jar.header())
+        .form(&allow)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let code = query(r.headers()[LOCATION].to_str().unwrap())["code"].clone();
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", &verifier),
+    ];
+    let (status, tokens) = token(&http, issuer, ("careful", Some("careful-secret")), &form).await;
+    assert_eq!(status, 200, "{tokens}");
+    for name in ["id_token", "access_token"] {
+        let jwt = UnverifiedJwt::parse(tokens[name].as_str().unwrap()).unwrap();
+        assert_eq!(
+            jwt.header().alg(),
+            oidcgate_core::jose::Algorithm::EdDSA,
+            "{name}"
+        );
+    }
+    // Consent is remembered in the session...
+    let r = http
+        .get(&url)
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    // ...unless prompt=consent, and denying sends access_denied to the client.
+    let r = http
+        .get(authorize_url(
+            issuer,
+            "careful",
+            Some(&challenge),
+            &[("prompt", "consent")],
+        ))
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    jar.absorb(r.headers());
+    let consent = r.text().await.unwrap();
+    let deny = [
+        ("request", field(&consent, "request")),
+        ("csrf", field(&consent, "csrf")),
+        ("deny", "1".into()),
+    ];
+    let r = http
+        .post(format!("{issuer}/consent"))
+        .header("cookie", jar.header())
+        .form(&deny)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        query(r.headers()[LOCATION].to_str().unwrap())["error"],
+        "access_denied"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

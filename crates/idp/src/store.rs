@@ -68,6 +68,8 @@ pub struct IdpSession {
     pub expires_at: Timestamp,
     /// Clients that received tokens in this session (for back-channel logout).
     pub clients: Vec<String>,
+    /// Consent given in this session: (client id, scope).
+    pub consents: Vec<(String, String)>,
 }
 
 /// The state of a device authorization (RFC 8628).
@@ -165,6 +167,7 @@ pub trait Store: Send + Sync + 'static {
     /// Removes the session and returns it.
     fn end_session(&self, sid: &str) -> Option<IdpSession>;
     fn add_session_client(&self, sid: &str, client_id: &str);
+    fn add_session_consent(&self, sid: &str, client_id: &str, scope: &str);
 
     fn put_pending(&self, id: String, pending: AfterLogin);
     fn take_pending(&self, id: &str) -> Option<AfterLogin>;
@@ -332,6 +335,19 @@ impl Store for MemoryStore {
                 && !s.clients.iter().any(|c| c == client_id)
             {
                 s.clients.push(client_id.to_owned());
+            }
+        });
+    }
+
+    fn add_session_consent(&self, sid: &str, client_id: &str, scope: &str) {
+        self.with(|i| {
+            if let Some(s) = i.sessions.get_mut(sid) {
+                for one in scope.split(' ').filter(|x| !x.is_empty()) {
+                    let entry = (client_id.to_owned(), one.to_owned());
+                    if !s.consents.contains(&entry) {
+                        s.consents.push(entry);
+                    }
+                }
             }
         });
     }

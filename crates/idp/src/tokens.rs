@@ -56,7 +56,8 @@ pub struct AccessGrant<'a> {
     pub sid: Option<&'a str>,
 }
 
-/// Signs an RFC 9068 access token (RS256); returns it with its `jti` and `exp`.
+/// Signs an RFC 9068 access token with the client's algorithm (`id_token_signed_response_alg`,
+/// RS256 by default); returns it with its `jti` and `exp`.
 pub fn access_token(
     keys: &KeyRing,
     issuer: &str,
@@ -83,7 +84,7 @@ pub fn access_token(
         claims["sid"] = json!(sid);
     }
     let signer = keys
-        .signer(Algorithm::RS256)
+        .signer(grant.client.id_token_alg())
         .ok_or(JoseError::SigningFailed)?;
     Ok((signer.sign_jwt(Some("at+jwt"), &claims)?, jti, exp))
 }

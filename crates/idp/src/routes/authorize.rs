@@ -204,7 +204,8 @@ fn authorize(idp: AppState, headers: HeaderMap, params: Params) -> Response {
     };
     match session {
         Some((sid, s)) if !prompts.contains(&"login") && fresh_enough(&s) => {
-            issue_code(&idp, &pending, &sid, &s)
+            let ask = prompts.contains(&"consent");
+            continue_signed_in(&idp, pending, &sid, &s, ask)
         }
         _ if prompts.contains(&"none") => {
             reply.error("login_required", "the user is not signed in")
@@ -216,6 +217,109 @@ fn authorize(idp: AppState, headers: HeaderMap, params: Params) -> Response {
             login_page(&idp.issuer, &id, None, StatusCode::OK)
         }
     }
+}
+
+/// Issues the code, or first asks for consent when the client requires it and this session has
+/// not consented to every requested scope (or `prompt=consent`).
+fn continue_signed_in(
+    idp: &AppState,
+    pending: PendingAuthorization,
+    sid: &str,
+    session: &IdpSession,
+    ask: bool,
+) -> Response {
+    let needs = idp
+        .directory
+        .client(&pending.client_id)
+        .is_some_and(|c| c.require_consent);
+    let granted = |scope: &str| {
+        session
+            .consents
+            .iter()
+            .any(|(c, s)| *c == pending.client_id && s == scope)
+    };
+    let missing = pending
+        .scope
+        .split(' ')
+        .any(|s| !s.is_empty() && !granted(s));
+    if !(ask || needs && missing) {
+        return issue_code(idp, &pending, sid, session);
+    }
+    let id = random_token();
+    let csrf = random_token();
+    let scopes: String = pending
+        .scope
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(|s| format!("<li>{}</li>", escape(s)))
+        .collect();
+    let body = format!(
+        "<p><strong>{client}</strong> asks for:</p><ul>{scopes}</ul>\
+         <form method=\"post\" action=\"{issuer}/consent\">\
+         <input type=\"hidden\" name=\"request\" value=\"{id}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <button type=\"submit\" name=\"approve\" value=\"1\">Allow</button> \
+         <button type=\"submit\" name=\"deny\" value=\"1\">Deny</button></form>",
+        client = escape(&pending.client_id),
+        issuer = escape(&idp.issuer),
+    );
+    idp.store.put_pending(id, AfterLogin::Authorize(pending));
+    let mut r = page(StatusCode::OK, "Allow access", &body);
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{CSRF_COOKIE}={csrf}{}",
+        cookie_attributes(&idp.issuer, Some(600))
+    )) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
+}
+
+#[derive(serde::Deserialize)]
+pub struct ConsentForm {
+    #[serde(default)]
+    request: String,
+    #[serde(default)]
+    csrf: String,
+    deny: Option<String>,
+}
+
+/// `POST /consent`: Allow (the first button) or Deny (`name="deny"`).
+pub async fn consent(
+    State(idp): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<ConsentForm>,
+) -> Response {
+    let csrf_ok = cookie(&headers, CSRF_COOKIE).is_some_and(|c| {
+        !form.csrf.is_empty() && verify_slices_are_equal(c.as_bytes(), form.csrf.as_bytes()).is_ok()
+    });
+    if !csrf_ok {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "This form expired. Go back to the application and start again.",
+        );
+    }
+    let Some((sid, session)) = cookie(&headers, SESSION_COOKIE)
+        .and_then(|sid| Some((sid.to_owned(), idp.store.session(sid)?)))
+    else {
+        return error_page(StatusCode::UNAUTHORIZED, "Sign in first.");
+    };
+    let Some(AfterLogin::Authorize(pending)) = idp.store.take_pending(&form.request) else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "This request has expired. Go back to the application and start again.",
+        );
+    };
+    if form.deny.is_some() {
+        let reply = Reply {
+            idp: &idp,
+            redirect_uri: pending.redirect_uri.clone(),
+            state: pending.state.clone(),
+            mode: pending.response_mode,
+        };
+        return reply.error("access_denied", "the user denied access");
+    }
+    idp.store
+        .add_session_consent(&sid, &pending.client_id, &pending.scope);
+    issue_code(&idp, &pending, &sid, &session)
 }
 
 /// RFC 7636 §4.2: 43–128 characters of `[A-Za-z0-9-._~]`.
@@ -367,10 +471,11 @@ pub async fn login(
         auth_time: now,
         expires_at: now + idp.lifetimes.session.as_secs() as i64,
         clients: Vec::new(),
+        consents: Vec::new(),
     };
     idp.store.put_session(sid.clone(), session.clone());
     let mut response = match &pending {
-        AfterLogin::Authorize(p) => issue_code(&idp, p, &sid, &session),
+        AfterLogin::Authorize(p) => continue_signed_in(&idp, p.clone(), &sid, &session, false),
         AfterLogin::Device { user_code, .. } => super::device::after_login(&idp, user_code),
     };
     let cookie = format!(

@@ -36,7 +36,7 @@ pub async fn openid_configuration(State(idp): State<AppState>) -> impl IntoRespo
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "sid", "at_hash", "azp",
             "name", "preferred_username", "email", "email_verified", "groups"],
-        "prompt_values_supported": ["none", "login"],
+        "prompt_values_supported": ["none", "login", "consent"],
         "authorization_response_iss_parameter_supported": true,
         "claims_parameter_supported": false,
         "request_parameter_supported": false,

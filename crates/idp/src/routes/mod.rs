@@ -47,6 +47,7 @@ pub fn router(state: AppState) -> Router {
             get(authorize::authorize_get).post(authorize::authorize_post),
         )
         .route("/login", post(authorize::login))
+        .route("/consent", post(authorize::consent))
         .route("/device_authorization", post(device::device_authorization))
         .route(
             "/device",
