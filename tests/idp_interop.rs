@@ -6,7 +6,7 @@
 //! one JSON line per step).
 //!
 //! Needs Node.js 20+ and npm. `tests/peers/node_modules` comes from `npm ci` (scripts/test runs
-//! it; this test runs it too when the folder is missing).
+//! it; this test runs it too when the folder is missing or lacks a pinned version).
 
 mod support;
 
@@ -45,9 +45,25 @@ fn require_tool(program: &str) {
     }
 }
 
+/// Whether every dependency pinned in tests/peers/package.json is installed at that version
+/// (a folder installed before a dependency was added or bumped is not).
+fn node_modules_current(dir: &Path) -> bool {
+    let read = |path: PathBuf| -> Option<serde_json::Value> {
+        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    };
+    let manifest = read(dir.join("package.json")).expect("tests/peers/package.json");
+    let Some(deps) = manifest["dependencies"].as_object() else {
+        return true;
+    };
+    deps.iter().all(|(name, version)| {
+        let installed = read(dir.join("node_modules").join(name).join("package.json"));
+        installed.is_some_and(|p| p["version"] == *version)
+    })
+}
+
 /// Installs tests/peers' locked dependencies unless they are already there.
 fn ensure_node_modules(dir: &Path) {
-    if dir.join("node_modules").join("openid-client").is_dir() {
+    if node_modules_current(dir) {
         return;
     }
     require_tool("npm");
