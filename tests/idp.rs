@@ -230,6 +230,11 @@ async fn authorization_code_flow_end_to_end() {
     assert_eq!(id["email"], "alice@example.com");
     assert_eq!(id["at_hash"], b64::encode(&sha256(&access)[..16]));
     assert!(id["auth_time"].is_i64() && id["sid"].is_string());
+    assert_ne!(
+        id["sid"].as_str(),
+        jar.0.get("oidcgate_idp_session").map(String::as_str),
+        "sid never reveals the SSO cookie"
+    );
 
     // The access token passes oidcgate's own resource-server validation (RFC 9068).
     let validator = AccessTokenValidator::builder()

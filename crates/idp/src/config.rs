@@ -426,7 +426,10 @@ mod tests {
     fn argon2_passwords() {
         use argon2::PasswordHasher;
         let salt = argon2::password_hash::SaltString::encode_b64(b"a-fixed-test-salt").unwrap();
-        let hash = argon2::Argon2::default().hash_password(b"correct horse", &salt).unwrap().to_string();
+        let hash = argon2::Argon2::default()
+            .hash_password(b"correct horse", &salt)
+            .unwrap()
+            .to_string();
         assert!(hash.starts_with("$argon2id$"));
         let password = Password(hash);
         assert!(password.verify("correct horse"));

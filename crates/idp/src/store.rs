@@ -60,9 +60,11 @@ pub struct RefreshRecord {
     pub state: RefreshState,
 }
 
-/// An SSO session at the IdP.
+/// An SSO session at the IdP. It is stored under the SHA-256 of the cookie secret; `sid` is a
+/// separate public id that goes into tokens (a token must never reveal the cookie).
 #[derive(Debug, Clone)]
 pub struct IdpSession {
+    pub sid: String,
     pub sub: String,
     pub auth_time: Timestamp,
     pub expires_at: Timestamp,
@@ -162,12 +164,13 @@ pub trait Store: Send + Sync + 'static {
     fn revoke_jti(&self, jti: &str, exp: Timestamp);
     fn is_jti_revoked(&self, jti: &str) -> bool;
 
-    fn put_session(&self, sid: String, session: IdpSession);
-    fn session(&self, sid: &str) -> Option<IdpSession>;
+    fn put_session(&self, key: TokenHash, session: IdpSession);
+    fn session(&self, key: &TokenHash) -> Option<IdpSession>;
     /// Removes the session and returns it.
-    fn end_session(&self, sid: &str) -> Option<IdpSession>;
+    fn end_session(&self, key: &TokenHash) -> Option<IdpSession>;
+    /// Records that a client received tokens in the session with this public `sid`.
     fn add_session_client(&self, sid: &str, client_id: &str);
-    fn add_session_consent(&self, sid: &str, client_id: &str, scope: &str);
+    fn add_session_consent(&self, key: &TokenHash, client_id: &str, scope: &str);
 
     fn put_pending(&self, id: String, pending: AfterLogin);
     fn take_pending(&self, id: &str) -> Option<AfterLogin>;
@@ -191,7 +194,7 @@ struct Inner {
     refresh: HashMap<TokenHash, RefreshRecord>,
     family_jtis: HashMap<String, Vec<(String, Timestamp)>>,
     revoked_jtis: HashMap<String, Timestamp>,
-    sessions: HashMap<String, IdpSession>,
+    sessions: HashMap<TokenHash, IdpSession>,
     pending: HashMap<String, AfterLogin>,
     devices: HashMap<TokenHash, DeviceGrant>,
     failures: HashMap<String, Vec<Timestamp>>,
@@ -316,22 +319,22 @@ impl Store for MemoryStore {
         self.with(|i| i.revoked_jtis.contains_key(jti))
     }
 
-    fn put_session(&self, sid: String, session: IdpSession) {
-        self.with(|i| i.sessions.insert(sid, session));
+    fn put_session(&self, key: TokenHash, session: IdpSession) {
+        self.with(|i| i.sessions.insert(key, session));
     }
 
-    fn session(&self, sid: &str) -> Option<IdpSession> {
+    fn session(&self, key: &TokenHash) -> Option<IdpSession> {
         let now = now();
-        self.with(|i| i.sessions.get(sid).filter(|s| s.expires_at > now).cloned())
+        self.with(|i| i.sessions.get(key).filter(|s| s.expires_at > now).cloned())
     }
 
-    fn end_session(&self, sid: &str) -> Option<IdpSession> {
-        self.with(|i| i.sessions.remove(sid))
+    fn end_session(&self, key: &TokenHash) -> Option<IdpSession> {
+        self.with(|i| i.sessions.remove(key))
     }
 
     fn add_session_client(&self, sid: &str, client_id: &str) {
         self.with(|i| {
-            if let Some(s) = i.sessions.get_mut(sid)
+            if let Some(s) = i.sessions.values_mut().find(|s| s.sid == sid)
                 && !s.clients.iter().any(|c| c == client_id)
             {
                 s.clients.push(client_id.to_owned());
@@ -339,9 +342,9 @@ impl Store for MemoryStore {
         });
     }
 
-    fn add_session_consent(&self, sid: &str, client_id: &str, scope: &str) {
+    fn add_session_consent(&self, key: &TokenHash, client_id: &str, scope: &str) {
         self.with(|i| {
-            if let Some(s) = i.sessions.get_mut(sid) {
+            if let Some(s) = i.sessions.get_mut(key) {
                 for one in scope.split(' ').filter(|x| !x.is_empty()) {
                     let entry = (client_id.to_owned(), one.to_owned());
                     if !s.consents.contains(&entry) {

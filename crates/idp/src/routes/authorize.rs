@@ -189,7 +189,8 @@ fn authorize(idp: AppState, headers: HeaderMap, params: Params) -> Response {
     }
     let now = now();
     let session = cookie(&headers, SESSION_COOKIE)
-        .and_then(|sid| Some((sid.to_owned(), idp.store.session(sid)?)));
+        .map(hash_token)
+        .and_then(|key| Some((key, idp.store.session(&key)?)));
     let fresh_enough = |s: &IdpSession| max_age.is_none_or(|age| s.auth_time + age >= now);
     let pending = PendingAuthorization {
         client_id: client.client_id.clone(),
@@ -203,9 +204,9 @@ fn authorize(idp: AppState, headers: HeaderMap, params: Params) -> Response {
         expires_at: now + idp.lifetimes.login_request.as_secs() as i64,
     };
     match session {
-        Some((sid, s)) if !prompts.contains(&"login") && fresh_enough(&s) => {
+        Some((_, s)) if !prompts.contains(&"login") && fresh_enough(&s) => {
             let ask = prompts.contains(&"consent");
-            continue_signed_in(&idp, pending, &sid, &s, ask)
+            continue_signed_in(&idp, pending, &s, ask)
         }
         _ if prompts.contains(&"none") => {
             reply.error("login_required", "the user is not signed in")
@@ -224,7 +225,6 @@ fn authorize(idp: AppState, headers: HeaderMap, params: Params) -> Response {
 fn continue_signed_in(
     idp: &AppState,
     pending: PendingAuthorization,
-    sid: &str,
     session: &IdpSession,
     ask: bool,
 ) -> Response {
@@ -243,7 +243,7 @@ fn continue_signed_in(
         .split(' ')
         .any(|s| !s.is_empty() && !granted(s));
     if !(ask || needs && missing) {
-        return issue_code(idp, &pending, sid, session);
+        return issue_code(idp, &pending, session);
     }
     let id = random_token();
     let csrf = random_token();
@@ -297,8 +297,9 @@ pub async fn consent(
             "This form expired. Go back to the application and start again.",
         );
     }
-    let Some((sid, session)) = cookie(&headers, SESSION_COOKIE)
-        .and_then(|sid| Some((sid.to_owned(), idp.store.session(sid)?)))
+    let Some((key, session)) = cookie(&headers, SESSION_COOKIE)
+        .map(hash_token)
+        .and_then(|key| Some((key, idp.store.session(&key)?)))
     else {
         return error_page(StatusCode::UNAUTHORIZED, "Sign in first.");
     };
@@ -318,8 +319,8 @@ pub async fn consent(
         return reply.error("access_denied", "the user denied access");
     }
     idp.store
-        .add_session_consent(&sid, &pending.client_id, &pending.scope);
-    issue_code(&idp, &pending, &sid, &session)
+        .add_session_consent(&key, &pending.client_id, &pending.scope);
+    issue_code(&idp, &pending, &session)
 }
 
 /// RFC 7636 §4.2: 43–128 characters of `[A-Za-z0-9-._~]`.
@@ -330,12 +331,7 @@ fn is_pkce_value(v: &str) -> bool {
 }
 
 /// Issues a code for a signed-in user and answers the client.
-fn issue_code(
-    idp: &crate::Idp,
-    p: &PendingAuthorization,
-    sid: &str,
-    session: &IdpSession,
-) -> Response {
+fn issue_code(idp: &crate::Idp, p: &PendingAuthorization, session: &IdpSession) -> Response {
     let reply = Reply {
         idp,
         redirect_uri: p.redirect_uri.clone(),
@@ -353,7 +349,7 @@ fn issue_code(
             nonce: p.nonce.clone(),
             code_challenge: p.code_challenge.clone(),
             auth_time: session.auth_time,
-            sid: sid.to_owned(),
+            sid: session.sid.clone(),
             expires_at: now() + idp.lifetimes.code.as_secs() as i64,
             issued_family: None,
             issued_jtis: Vec::new(),
@@ -465,21 +461,24 @@ pub async fn login(
     let Some(pending) = idp.store.take_pending(&form.request) else {
         return error_page(StatusCode::BAD_REQUEST, EXPIRED);
     };
-    let sid = random_token();
+    // The cookie carries a secret; tokens carry a separate public session id.
+    let secret = random_token();
+    let key = hash_token(&secret);
     let session = IdpSession {
+        sid: random_token(),
         sub: user.sub().to_owned(),
         auth_time: now,
         expires_at: now + idp.lifetimes.session.as_secs() as i64,
         clients: Vec::new(),
         consents: Vec::new(),
     };
-    idp.store.put_session(sid.clone(), session.clone());
+    idp.store.put_session(key, session.clone());
     let mut response = match &pending {
-        AfterLogin::Authorize(p) => continue_signed_in(&idp, p.clone(), &sid, &session, false),
+        AfterLogin::Authorize(p) => continue_signed_in(&idp, p.clone(), &session, false),
         AfterLogin::Device { user_code, .. } => super::device::after_login(&idp, user_code),
     };
     let cookie = format!(
-        "{SESSION_COOKIE}={sid}{}",
+        "{SESSION_COOKIE}={secret}{}",
         cookie_attributes(&idp.issuer, None)
     );
     if let Ok(v) = HeaderValue::from_str(&cookie) {

@@ -240,7 +240,8 @@ pub async fn verification_page(
     let Some((_, grant)) = idp.store.device_by_user_code(&user_code) else {
         return enter_code_page(&idp.issuer, Some("That code is unknown or has expired."));
     };
-    let session = cookie(&headers, SESSION_COOKIE).and_then(|sid| idp.store.session(sid));
+    let session =
+        cookie(&headers, SESSION_COOKIE).and_then(|secret| idp.store.session(&hash_token(secret)));
     if session.is_none() {
         let id = random_token();
         idp.store.put_pending(
@@ -326,8 +327,8 @@ pub async fn verification_submit(
             "This form expired. Open the device page again.",
         );
     }
-    let Some((sid, session)) = cookie(&headers, SESSION_COOKIE)
-        .and_then(|sid| Some((sid.to_owned(), idp.store.session(sid)?)))
+    let Some(session) =
+        cookie(&headers, SESSION_COOKIE).and_then(|secret| idp.store.session(&hash_token(secret)))
     else {
         return error_page(StatusCode::UNAUTHORIZED, "Sign in first.");
     };
@@ -352,7 +353,7 @@ pub async fn verification_submit(
                 DeviceStatus::Approved {
                     sub: session.sub.clone(),
                     auth_time: session.auth_time,
-                    sid: sid.clone(),
+                    sid: session.sid.clone(),
                 }
             };
         }

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::pages::{error_page, escape, page};
 use super::{AppState, CSRF_COOKIE, SESSION_COOKIE, cookie, cookie_attributes, now};
-use crate::store::IdpSession;
+use crate::store::{IdpSession, hash_token};
 use crate::tokens::random_token;
 
 type Params = HashMap<String, String>;
@@ -134,10 +134,10 @@ fn end_session(idp: AppState, headers: HeaderMap, params: Params) -> Response {
     if hinted.is_none() && !confirmed {
         return confirm_page(&idp.issuer, &params);
     }
-    if let Some(sid) = cookie(&headers, SESSION_COOKIE)
-        && let Some(session) = idp.store.end_session(sid)
+    if let Some(secret) = cookie(&headers, SESSION_COOKIE)
+        && let Some(session) = idp.store.end_session(&hash_token(secret))
     {
-        notify_clients(&idp, sid, &session);
+        notify_clients(&idp, &session.sid, &session);
     }
     let mut response = match target {
         Some(url) => Redirect::to(&url).into_response(),
