@@ -1092,3 +1092,189 @@ id_token_signed_response_alg = "EdDSA"
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A free loopback port (the IdP restarts on the same one, so its issuer stays the same).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn kids(jwks: &Value) -> Vec<String> {
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn sqlite_store_survives_a_restart_and_keys_rotate_without_downtime() {
+    let dir = std::env::temp_dir().join(format!("oidcgate-idp-sqlite-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = format!("sqlite:{}", dir.join("idp.db").display());
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let issuer = format!("http://{listen}");
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_oidcgate"));
+    let args = [
+        "idp",
+        "--listen",
+        listen.as_str(),
+        "--issuer",
+        issuer.as_str(),
+        "--store",
+        store.as_str(),
+    ];
+    let http = http();
+    let demo = ("demo", Some("demo-secret"));
+
+    let first = start_server(bin, &args, &[]).await;
+    let mut jar = Jar::default();
+    let (verifier, challenge) = pkce();
+    let (_, params, _) = login(
+        &http,
+        &mut jar,
+        &authorize_url(&issuer, "demo", Some(&challenge), &[]),
+        "alice",
+        "wonderland",
+    )
+    .await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", params["code"].as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", &verifier),
+    ];
+    let (status, tokens) = token(&http, &issuer, demo, &form).await;
+    assert_eq!(status, 200, "{tokens}");
+    let jwks_before: Value = http
+        .get(format!("{issuer}/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    drop(first);
+
+    // Restart on the same store: keys, refresh tokens and the SSO session are still there.
+    let mut second = None;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if std::net::TcpStream::connect(&listen).is_err() {
+            second = Some(start_server(bin, &args, &[]).await);
+            break;
+        }
+    }
+    let _second = second.expect("the first IdP exited");
+    let jwks_after: Value = http
+        .get(format!("{issuer}/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        kids(&jwks_before),
+        kids(&jwks_after),
+        "same keys after a restart"
+    );
+    let userinfo = http
+        .get(format!("{issuer}/userinfo"))
+        .bearer_auth(tokens["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(userinfo.status(), 200);
+    let (status, refreshed) = token(
+        &http,
+        &issuer,
+        demo,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{refreshed}");
+    let sso = http
+        .get(authorize_url(&issuer, "demo", Some(&challenge), &[]))
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sso.status(), 303, "the SSO session survived");
+
+    // Rotation while it runs: new keys appear within the reload interval, old ones stay.
+    let out = std::process::Command::new(bin)
+        .args(["idp", "rotate-keys", "--store", store.as_str()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rotated = String::from_utf8(out.stdout).unwrap();
+    let new_rs256 = rotated
+        .lines()
+        .find_map(|l| l.strip_prefix("RS256 "))
+        .unwrap()
+        .to_owned();
+    let mut published = Vec::new();
+    for _ in 0..60 {
+        let jwks: Value = http
+            .get(format!("{issuer}/jwks"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        published = kids(&jwks);
+        if published.contains(&new_rs256) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(
+        published.contains(&new_rs256),
+        "new key published within 30 s: {published:?}"
+    );
+    for old in kids(&jwks_before) {
+        assert!(
+            published.contains(&old),
+            "retired key {old} still published"
+        );
+    }
+    let (_, fresh) = token(
+        &http,
+        &issuer,
+        ("demo-service", Some("demo-service-secret")),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    let header = UnverifiedJwt::parse(fresh["access_token"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        header.header().kid(),
+        Some(new_rs256.as_str()),
+        "new tokens use the new key"
+    );
+    let userinfo = http
+        .get(format!("{issuer}/userinfo"))
+        .bearer_auth(refreshed["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        userinfo.status(),
+        200,
+        "tokens signed by the retired key still verify"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

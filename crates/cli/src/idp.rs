@@ -1,12 +1,48 @@
-//! `oidcgate idp`: runs the development OpenID Provider (DESIGN §5). Reads its own flags or
-//! `IDP_LISTEN`, `IDP_ISSUER`, `IDP_CONFIG` — never the gateway's `OIDC_*` settings.
+//! `oidcgate idp`: runs the development OpenID Provider (DESIGN §5), and `oidcgate idp
+//! rotate-keys`. Reads its own flags or `IDP_LISTEN`, `IDP_ISSUER`, `IDP_CONFIG`, `IDP_STORE` —
+//! never the gateway's `OIDC_*` settings.
 
-use oidcgate_idp::{Directory, Idp};
+use std::sync::Arc;
+
+use oidcgate_idp::{Directory, Idp, KeyRing, MemoryStore, SqliteStore, Store};
 
 use crate::Outcome;
 
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
+    #[command(subcommand)]
+    action: Option<Action>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Action {
+    /// Add new signing keys and retire the old ones (they stay published for an hour); a
+    /// running IdP on the same store picks the new keys up within 60 s.
+    RotateKeys {
+        /// The IdP's store: sqlite:PATH.
+        #[arg(long, env = "IDP_STORE")]
+        store: String,
+    },
+}
+
+/// Where the IdP keeps its state.
+fn open_store(spec: &str) -> Result<Arc<dyn Store>, String> {
+    match spec {
+        "memory" => Ok(Arc::new(MemoryStore::default())),
+        _ => match spec.strip_prefix("sqlite:") {
+            Some(path) if !path.is_empty() => SqliteStore::open(path)
+                .map(|s| Arc::new(s) as Arc<dyn Store>)
+                .map_err(|e| e.to_string()),
+            _ => Err(format!("{spec:?} is not memory or sqlite:PATH")),
+        },
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "IDP_LISTEN", default_value = "127.0.0.1:9000")]
     listen: String,
@@ -16,9 +52,50 @@ pub struct Args {
     /// TOML file with [[users]] and [[clients]] (default: the demo users and clients).
     #[arg(long, env = "IDP_CONFIG")]
     config: Option<String>,
+    /// memory (default) or sqlite:PATH (sessions, tokens and keys survive restarts).
+    #[arg(long, env = "IDP_STORE", default_value = "memory")]
+    store: String,
 }
 
 pub async fn run(args: Args) -> Outcome {
+    match args.action {
+        Some(Action::RotateKeys { store }) => rotate(&store),
+        None => serve(args.serve).await,
+    }
+}
+
+fn rotate(spec: &str) -> Outcome {
+    if spec == "memory" {
+        eprintln!(
+            "error: --store: rotate-keys needs a persistent store (sqlite:PATH); a memory store's keys live and die with its process"
+        );
+        return Outcome::Usage;
+    }
+    let store = match open_store(spec) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: --store: {e}");
+            return Outcome::Usage;
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    match KeyRing::rotate(store.as_ref(), now) {
+        Ok(kids) => {
+            for kid in kids {
+                println!("{kid}");
+            }
+            Outcome::Ok
+        }
+        Err(e) => {
+            eprintln!("error: rotating keys failed: {e}");
+            Outcome::Failed
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> Outcome {
     let directory = match &args.config {
         Some(path) => match Directory::from_file(path) {
             Ok(d) => d,
@@ -56,10 +133,17 @@ pub async fn run(args: Args) -> Outcome {
             return Outcome::Usage;
         }
     }
-    let idp = match Idp::new(&issuer, directory) {
+    let store = match open_store(&args.store) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: --store: {e}");
+            return Outcome::Usage;
+        }
+    };
+    let idp = match Idp::with_store(&issuer, directory, store) {
         Ok(idp) => idp,
         Err(e) => {
-            eprintln!("error: generating signing keys failed: {e}");
+            eprintln!("error: loading or creating signing keys failed: {e}");
             return Outcome::Failed;
         }
     };

@@ -161,7 +161,7 @@ pub fn verify_own_access_token(
         .into_iter()
         .collect();
     let claims = jwt
-        .verify(keys.verification_keys(), allowed)
+        .verify(keys.snapshot().verification_keys(), allowed)
         .ok()?
         .claims()
         .ok()?;

@@ -32,7 +32,8 @@ pub async fn authorize_get(
     headers: HeaderMap,
     Query(params): Query<Params>,
 ) -> Response {
-    authorize(idp, headers, params)
+    let state = idp.clone();
+    super::blocking(&idp, move || authorize(state, headers, params)).await
 }
 
 pub async fn authorize_post(
@@ -40,7 +41,8 @@ pub async fn authorize_post(
     headers: HeaderMap,
     Form(params): Form<Params>,
 ) -> Response {
-    authorize(idp, headers, params)
+    let state = idp.clone();
+    super::blocking(&idp, move || authorize(state, headers, params)).await
 }
 
 /// Where and how to answer the client.
@@ -288,6 +290,11 @@ pub async fn consent(
     headers: HeaderMap,
     Form(form): Form<ConsentForm>,
 ) -> Response {
+    let state = idp.clone();
+    super::blocking(&idp, move || consent_inner(state, headers, form)).await
+}
+
+fn consent_inner(idp: AppState, headers: HeaderMap, form: ConsentForm) -> Response {
     let csrf_ok = cookie(&headers, CSRF_COOKIE).is_some_and(|c| {
         !form.csrf.is_empty() && verify_slices_are_equal(c.as_bytes(), form.csrf.as_bytes()).is_ok()
     });
@@ -410,6 +417,11 @@ pub async fn login(
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
+    let state = idp.clone();
+    super::blocking(&idp, move || login_inner(state, peer, headers, form)).await
+}
+
+fn login_inner(idp: AppState, peer: SocketAddr, headers: HeaderMap, form: LoginForm) -> Response {
     const EXPIRED: &str =
         "This sign-in request has expired. Go back to the application and start again.";
     if idp.store.pending(&form.request).is_none() {

@@ -74,6 +74,14 @@ pub async fn device_authorization(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let state = idp.clone();
+    super::blocking(&idp, move || {
+        device_authorization_inner(state, headers, body)
+    })
+    .await
+}
+
+fn device_authorization_inner(idp: AppState, headers: HeaderMap, body: Bytes) -> Response {
     let result = (|| -> Result<Value, OAuthError> {
         let params = parse_form(&body)?;
         let client = authenticate_client(&idp, &headers, &params, true)?;
@@ -228,6 +236,18 @@ pub async fn verification_page(
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
+    let state = idp.clone();
+    super::blocking(&idp, move || {
+        verification_page_inner(state, headers, params)
+    })
+    .await
+}
+
+fn verification_page_inner(
+    idp: AppState,
+    headers: HeaderMap,
+    params: HashMap<String, String>,
+) -> Response {
     let Some(code) = params.get("user_code").filter(|c| !c.is_empty()) else {
         return enter_code_page(&idp.issuer, None);
     };
@@ -318,6 +338,14 @@ pub async fn verification_submit(
     headers: HeaderMap,
     Form(form): Form<Decision>,
 ) -> Response {
+    let state = idp.clone();
+    super::blocking(&idp, move || {
+        verification_submit_inner(state, headers, form)
+    })
+    .await
+}
+
+fn verification_submit_inner(idp: AppState, headers: HeaderMap, form: Decision) -> Response {
     let csrf_ok = cookie(&headers, CSRF_COOKIE).is_some_and(|c| {
         !form.csrf.is_empty() && verify_slices_are_equal(c.as_bytes(), form.csrf.as_bytes()).is_ok()
     });

@@ -48,6 +48,6 @@ pub async fn openid_configuration(State(idp): State<AppState>) -> impl IntoRespo
 pub async fn jwks(State(idp): State<AppState>) -> impl IntoResponse {
     (
         [(header::CACHE_CONTROL, "public, max-age=300")],
-        Json(idp.keys.jwks().clone()),
+        Json(idp.keys.jwks()),
     )
 }

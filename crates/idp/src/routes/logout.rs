@@ -33,7 +33,7 @@ fn read_hint(idp: &crate::Idp, hint: &str) -> Option<(String, Option<String>)> {
         .into_iter()
         .collect();
     let claims = jwt
-        .verify(idp.keys.verification_keys(), allowed)
+        .verify(idp.keys.snapshot().verification_keys(), allowed)
         .ok()?
         .claims()
         .ok()?;
@@ -88,7 +88,8 @@ pub async fn end_session_get(
     headers: HeaderMap,
     Query(params): Query<Params>,
 ) -> Response {
-    end_session(idp, headers, params)
+    let state = idp.clone();
+    super::blocking(&idp, move || end_session(state, headers, params)).await
 }
 
 pub async fn end_session_post(
@@ -96,7 +97,8 @@ pub async fn end_session_post(
     headers: HeaderMap,
     Form(params): Form<Params>,
 ) -> Response {
-    end_session(idp, headers, params)
+    let state = idp.clone();
+    super::blocking(&idp, move || end_session(state, headers, params)).await
 }
 
 fn end_session(idp: AppState, headers: HeaderMap, params: Params) -> Response {

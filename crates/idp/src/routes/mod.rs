@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::http::HeaderMap;
+use axum::response::Response;
 use axum::routing::{get, post};
 
 use crate::Idp;
@@ -66,6 +67,27 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))
         .with_state(state)
+}
+
+/// Runs a request's work on tokio's blocking pool when the store may block (SQLite), inline
+/// otherwise. A panic in `work` becomes a 500 page, never a hung connection.
+pub async fn blocking(
+    idp: &AppState,
+    work: impl FnOnce() -> Response + Send + 'static,
+) -> Response {
+    if !idp.store.is_blocking() {
+        return work();
+    }
+    match tokio::task::spawn_blocking(work).await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::error!(error = %e, "request task failed");
+            pages::error_page(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal error.",
+            )
+        }
+    }
 }
 
 /// The value of one of our cookies, ignoring everyone else's.

@@ -90,7 +90,8 @@ fn userinfo(idp: &crate::Idp, token: Option<&str>) -> Response {
 
 /// `GET /userinfo` with `Authorization: Bearer`.
 pub async fn userinfo_get(State(idp): State<AppState>, headers: HeaderMap) -> Response {
-    userinfo(&idp, bearer(&headers))
+    let state = idp.clone();
+    super::blocking(&idp, move || userinfo(&state, bearer(&headers))).await
 }
 
 /// `POST /userinfo`: the token in the header or as `access_token` in the form body.
@@ -99,23 +100,33 @@ pub async fn userinfo_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form = match parse_form(&body) {
+    let state = idp.clone();
+    super::blocking(&idp, move || userinfo_post_inner(&state, &headers, &body)).await
+}
+
+fn userinfo_post_inner(idp: &crate::Idp, headers: &HeaderMap, body: &[u8]) -> Response {
+    let form = match parse_form(body) {
         Ok(f) => f,
         Err(e) => return e.into_response(),
     };
-    match (bearer(&headers), form.get("access_token")) {
+    match (bearer(headers), form.get("access_token")) {
         (Some(_), Some(_)) => userinfo_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "use one way to send the token",
         ),
-        (Some(t), None) => userinfo(&idp, Some(t)),
-        (None, t) => userinfo(&idp, t.map(String::as_str)),
+        (Some(t), None) => userinfo(idp, Some(t)),
+        (None, t) => userinfo(idp, t.map(String::as_str)),
     }
 }
 
 /// `POST /introspect` (client authenticated; public clients may not introspect).
 pub async fn introspect(State(idp): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let state = idp.clone();
+    super::blocking(&idp, move || introspect_inner(state, headers, body)).await
+}
+
+fn introspect_inner(idp: AppState, headers: HeaderMap, body: Bytes) -> Response {
     let result = (|| -> Result<Value, OAuthError> {
         let params = parse_form(&body)?;
         let client = authenticate_client(&idp, &headers, &params, false)?;
@@ -181,6 +192,11 @@ fn introspection(idp: &crate::Idp, _caller: &str, token: &str, _hint: Option<&st
 /// tokens; a client may revoke only its own tokens. Revoking a refresh token revokes its
 /// family and the access tokens issued with it.
 pub async fn revoke(State(idp): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let state = idp.clone();
+    super::blocking(&idp, move || revoke_inner(state, headers, body)).await
+}
+
+fn revoke_inner(idp: AppState, headers: HeaderMap, body: Bytes) -> Response {
     let result = (|| -> Result<(), OAuthError> {
         let params = parse_form(&body)?;
         let client = authenticate_client(&idp, &headers, &params, true)?;

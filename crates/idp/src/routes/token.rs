@@ -116,7 +116,13 @@ pub async fn token(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    match token_inner(&idp, &headers, &body) {
+    // Signing (RSA ~250 µs) and a SQLite store both run off the async workers.
+    let state = idp.clone();
+    super::blocking(&idp, move || token_response(&state, &headers, &body)).await
+}
+
+fn token_response(idp: &crate::Idp, headers: &HeaderMap, body: &[u8]) -> Response {
+    match token_inner(idp, headers, body) {
         Ok(v) => {
             let mut r = Json(v).into_response();
             r.headers_mut()

@@ -1,192 +1,13 @@
-//! What the IdP remembers between requests, behind the [`Store`] trait: authorization codes and
-//! refresh tokens (stored by SHA-256 hash, never in plain text), revoked access-token ids, SSO
-//! sessions, pending authorization requests and failed-login counters. [`MemoryStore`] keeps
-//! it in process, bounded and pruned of expired entries.
+//! The in-memory [`Store`]: one mutex over hash maps, bounded, pruned of expired entries every
+//! 1,024 operations. Nothing survives a restart.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-/// Seconds since the Unix epoch.
-pub type Timestamp = i64;
-
-/// SHA-256 of a code or token: the only form in which codes and tokens are stored.
-pub type TokenHash = [u8; 32];
-
-/// Hashes a code or token for storage.
-pub fn hash_token(token: &str) -> TokenHash {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
-    out
-}
-
-/// What an authorization code grants.
-#[derive(Debug, Clone)]
-pub struct CodeGrant {
-    pub client_id: String,
-    pub redirect_uri: String,
-    pub sub: String,
-    pub scope: String,
-    pub nonce: Option<String>,
-    pub code_challenge: Option<String>,
-    pub auth_time: Timestamp,
-    pub sid: String,
-    pub expires_at: Timestamp,
-    /// The refresh family and access-token ids issued from this code (revoked on reuse).
-    pub issued_family: Option<String>,
-    pub issued_jtis: Vec<(String, Timestamp)>,
-    pub used: bool,
-}
-
-/// The state of one refresh token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefreshState {
-    Active,
-    /// Exchanged for a newer one; presenting it again is reuse.
-    Rotated,
-    Revoked,
-}
-
-/// One refresh token of a rotation family.
-#[derive(Debug, Clone)]
-pub struct RefreshRecord {
-    pub family: String,
-    pub client_id: String,
-    pub sub: String,
-    pub scope: String,
-    pub sid: String,
-    pub auth_time: Timestamp,
-    pub expires_at: Timestamp,
-    pub state: RefreshState,
-}
-
-/// An SSO session at the IdP. It is stored under the SHA-256 of the cookie secret; `sid` is a
-/// separate public id that goes into tokens (a token must never reveal the cookie).
-#[derive(Debug, Clone)]
-pub struct IdpSession {
-    pub sid: String,
-    pub sub: String,
-    pub auth_time: Timestamp,
-    pub expires_at: Timestamp,
-    /// Clients that received tokens in this session (for back-channel logout).
-    pub clients: Vec<String>,
-    /// Consent given in this session: (client id, scope).
-    pub consents: Vec<(String, String)>,
-}
-
-/// The state of a device authorization (RFC 8628).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeviceStatus {
-    Pending,
-    Approved {
-        sub: String,
-        auth_time: Timestamp,
-        sid: String,
-    },
-    Denied,
-    /// Tokens were issued; the device code is spent.
-    Used,
-}
-
-/// A device authorization request.
-#[derive(Debug, Clone)]
-pub struct DeviceGrant {
-    pub client_id: String,
-    pub scope: String,
-    pub user_code: String,
-    pub expires_at: Timestamp,
-    pub interval: i64,
-    pub last_poll: Option<Timestamp>,
-    pub status: DeviceStatus,
-}
-
-/// What a sign-in continues with.
-#[derive(Debug, Clone)]
-pub enum AfterLogin {
-    /// Finish an authorization request.
-    Authorize(PendingAuthorization),
-    /// Return to the device verification page for this user code.
-    Device {
-        user_code: String,
-        expires_at: Timestamp,
-    },
-}
-
-impl AfterLogin {
-    fn expires_at(&self) -> Timestamp {
-        match self {
-            Self::Authorize(p) => p.expires_at,
-            Self::Device { expires_at, .. } => *expires_at,
-        }
-    }
-}
-
-/// An authorization request waiting for the user to sign in.
-#[derive(Debug, Clone)]
-pub struct PendingAuthorization {
-    pub client_id: String,
-    pub redirect_uri: String,
-    pub scope: String,
-    pub state: Option<String>,
-    pub nonce: Option<String>,
-    pub code_challenge: Option<String>,
-    pub response_mode: ResponseMode,
-    pub max_age: Option<i64>,
-    pub expires_at: Timestamp,
-}
-
-/// How the authorization response is delivered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResponseMode {
-    Query,
-    FormPost,
-}
-
-/// The IdP's persistent and ephemeral state.
-pub trait Store: Send + Sync + 'static {
-    fn put_code(&self, hash: TokenHash, grant: CodeGrant);
-    /// Marks the code used and returns it as it was (so reuse can be detected).
-    fn use_code(&self, hash: &TokenHash) -> Option<CodeGrant>;
-    fn record_code_issue(
-        &self,
-        hash: &TokenHash,
-        family: Option<String>,
-        jtis: Vec<(String, Timestamp)>,
-    );
-
-    fn put_refresh(&self, hash: TokenHash, record: RefreshRecord);
-    fn refresh(&self, hash: &TokenHash) -> Option<RefreshRecord>;
-    /// Active → Rotated; returns false when it was not active (a concurrent or repeated use).
-    fn rotate_refresh(&self, hash: &TokenHash) -> bool;
-    fn revoke_family(&self, family: &str);
-    fn record_family_jti(&self, family: &str, jti: String, exp: Timestamp);
-
-    fn revoke_jti(&self, jti: &str, exp: Timestamp);
-    fn is_jti_revoked(&self, jti: &str) -> bool;
-
-    fn put_session(&self, key: TokenHash, session: IdpSession);
-    fn session(&self, key: &TokenHash) -> Option<IdpSession>;
-    /// Removes the session and returns it.
-    fn end_session(&self, key: &TokenHash) -> Option<IdpSession>;
-    /// Records that a client received tokens in the session with this public `sid`.
-    fn add_session_client(&self, sid: &str, client_id: &str);
-    fn add_session_consent(&self, key: &TokenHash, client_id: &str, scope: &str);
-
-    fn put_pending(&self, id: String, pending: AfterLogin);
-    fn take_pending(&self, id: &str) -> Option<AfterLogin>;
-    fn pending(&self, id: &str) -> Option<AfterLogin>;
-
-    fn put_device(&self, hash: TokenHash, grant: DeviceGrant);
-    fn device(&self, hash: &TokenHash) -> Option<DeviceGrant>;
-    /// The device grant with this user code, with its device-code hash.
-    fn device_by_user_code(&self, user_code: &str) -> Option<(TokenHash, DeviceGrant)>;
-    fn update_device(&self, hash: &TokenHash, update: &mut dyn FnMut(&mut DeviceGrant));
-
-    /// Records a failed login; returns the failures within the window.
-    fn login_failed(&self, key: &str, now: Timestamp, window: i64) -> usize;
-    fn login_failures(&self, key: &str, now: Timestamp, window: i64) -> Vec<Timestamp>;
-    fn login_succeeded(&self, key: &str);
-}
+use super::{
+    AfterLogin, CodeGrant, DeviceGrant, IdpSession, RefreshRecord, RefreshState, Store, Timestamp,
+    TokenHash,
+};
 
 #[derive(Default)]
 struct Inner {
@@ -202,7 +23,7 @@ struct Inner {
 }
 
 /// Largest number of pending authorization requests kept (oldest expire first).
-const MAX_PENDING: usize = 10_000;
+pub(crate) const MAX_PENDING: usize = 10_000;
 
 /// In-memory [`Store`].
 #[derive(Default)]
@@ -221,7 +42,7 @@ impl MemoryStore {
     }
 }
 
-fn now() -> Timestamp {
+pub(crate) fn now() -> Timestamp {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
