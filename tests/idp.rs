@@ -946,6 +946,19 @@ backchannel_logout_uri = "{receiver}"
             .is_some()
     );
 
+    // Refresh tokens issued in the ended session (without offline_access) are revoked.
+    let (_, err) = token(
+        &http,
+        issuer,
+        ("app", Some("app-secret")),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(err["error"], "invalid_grant");
+
     // The SSO session is gone: the next authorization shows the login form again.
     let r = http
         .get(authorize_url(issuer, "app", Some(&challenge), &[]))

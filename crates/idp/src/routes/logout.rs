@@ -139,6 +139,7 @@ fn end_session(idp: AppState, headers: HeaderMap, params: Params) -> Response {
     if let Some(secret) = cookie(&headers, SESSION_COOKIE)
         && let Some(session) = idp.store.end_session(&hash_token(secret))
     {
+        idp.store.revoke_for_session(&session.sid);
         notify_clients(&idp, &session.sid, &session);
     }
     let mut response = match target {

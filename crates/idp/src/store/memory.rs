@@ -123,6 +123,32 @@ impl Store for MemoryStore {
         });
     }
 
+    fn revoke_for_subject(&self, sub: &str, client_id: Option<&str>) {
+        let families: Vec<String> = self.with(|i| {
+            i.refresh
+                .values()
+                .filter(|r| r.sub == sub && client_id.is_none_or(|c| r.client_id == c))
+                .map(|r| r.family.clone())
+                .collect()
+        });
+        for family in families {
+            self.revoke_family(&family);
+        }
+    }
+
+    fn revoke_for_session(&self, sid: &str) {
+        let families: Vec<String> = self.with(|i| {
+            i.refresh
+                .values()
+                .filter(|r| r.sid == sid && !super::is_offline(&r.scope))
+                .map(|r| r.family.clone())
+                .collect()
+        });
+        for family in families {
+            self.revoke_family(&family);
+        }
+    }
+
     fn record_family_jti(&self, family: &str, jti: String, exp: Timestamp) {
         self.with(|i| {
             i.family_jtis
@@ -259,5 +285,69 @@ impl Store for MemoryStore {
 
     fn login_succeeded(&self, key: &str) {
         self.with(|i| i.failures.remove(key));
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::store::{RefreshRecord, RefreshState, hash_token};
+
+    fn record(family: &str, sub: &str, client: &str, sid: &str, scope: &str) -> RefreshRecord {
+        RefreshRecord {
+            family: family.into(),
+            client_id: client.into(),
+            sub: sub.into(),
+            scope: scope.into(),
+            sid: sid.into(),
+            auth_time: 0,
+            expires_at: now() + 60,
+            state: RefreshState::Active,
+        }
+    }
+
+    /// The revocation rules, shared by both stores' tests.
+    pub(crate) fn check_revocations(store: &dyn Store) {
+        store.put_refresh(
+            hash_token("a1"),
+            record("fa", "alice", "app", "s1", "openid"),
+        );
+        store.put_refresh(
+            hash_token("a2"),
+            record("fb", "alice", "other", "s1", "openid offline_access"),
+        );
+        store.put_refresh(hash_token("b1"), record("fc", "bob", "app", "s2", "openid"));
+        store.record_family_jti("fa", "ja".into(), now() + 60);
+        let state = |t: &str| store.refresh(&hash_token(t)).map(|r| r.state);
+        store.revoke_for_session("s1");
+        assert_eq!(
+            state("a1"),
+            Some(RefreshState::Revoked),
+            "session family revoked"
+        );
+        assert!(store.is_jti_revoked("ja"), "with its access tokens");
+        assert_eq!(
+            state("a2"),
+            Some(RefreshState::Active),
+            "offline_access outlives the session"
+        );
+        store.revoke_for_subject("alice", Some("app"));
+        assert_eq!(
+            state("a2"),
+            Some(RefreshState::Active),
+            "other client untouched"
+        );
+        store.revoke_for_subject("alice", None);
+        assert_eq!(state("a2"), Some(RefreshState::Revoked));
+        assert_eq!(
+            state("b1"),
+            Some(RefreshState::Active),
+            "other user untouched"
+        );
+    }
+
+    #[test]
+    fn revocation_rules() {
+        check_revocations(&MemoryStore::default());
     }
 }

@@ -26,6 +26,11 @@ pub fn hash_token(token: &str) -> TokenHash {
     out
 }
 
+/// Whether a space-separated scope string contains `offline_access`.
+pub fn is_offline(scope: &str) -> bool {
+    scope.split(' ').any(|s| s == "offline_access")
+}
+
 /// What an authorization code grants.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CodeGrant {
@@ -203,6 +208,12 @@ pub trait Store: Send + Sync + 'static {
     /// Active → Rotated; returns false when it was not active (a concurrent or repeated use).
     fn rotate_refresh(&self, hash: &TokenHash) -> bool;
     fn revoke_family(&self, family: &str);
+    /// Revokes every refresh-token family of `sub` (and the access tokens issued with them), or
+    /// only those of one client (seed 004's "revoke all for a user / for a user and client").
+    fn revoke_for_subject(&self, sub: &str, client_id: Option<&str>);
+    /// Revokes the families issued in one IdP session (public `sid`) unless they were granted
+    /// `offline_access`, which outlives the session by definition (OIDC Core §11).
+    fn revoke_for_session(&self, sid: &str);
     fn record_family_jti(&self, family: &str, jti: String, exp: Timestamp);
 
     fn revoke_jti(&self, jti: &str, exp: Timestamp);

@@ -317,6 +317,26 @@ impl Store for SqliteStore {
         });
     }
 
+    fn revoke_for_subject(&self, sub: &str, client_id: Option<&str>) {
+        let families = self.families(
+            "json_extract(data, '$.sub') = ?1 AND (?2 IS NULL OR json_extract(data, '$.client_id') = ?2)",
+            params![sub, client_id],
+        );
+        for family in families {
+            self.revoke_family(&family);
+        }
+    }
+
+    fn revoke_for_session(&self, sid: &str) {
+        let families = self.families(
+            "json_extract(data, '$.sid') = ?1 AND instr(' ' || json_extract(data, '$.scope') || ' ', ' offline_access ') = 0",
+            params![sid],
+        );
+        for family in families {
+            self.revoke_family(&family);
+        }
+    }
+
     fn record_family_jti(&self, family: &str, jti: String, exp: Timestamp) {
         self.with(|c| {
             log(
@@ -581,6 +601,19 @@ impl Store for SqliteStore {
 }
 
 impl SqliteStore {
+    /// The distinct refresh families matching a condition.
+    fn families(&self, condition: &str, values: impl rusqlite::Params) -> Vec<String> {
+        self.with(|c| {
+            let sql = format!("SELECT DISTINCT family FROM refresh WHERE {condition}");
+            let Some(mut stmt) = log("families", c.prepare(&sql)) else {
+                return Vec::new();
+            };
+            stmt.query_map(values, |r| r.get(0))
+                .map(|rows| rows.filter_map(Result::ok).collect())
+                .unwrap_or_default()
+        })
+    }
+
     fn update_session_where(
         &self,
         condition: &str,
@@ -650,6 +683,7 @@ mod tests {
         let again = SqliteStore::open(path.to_str().unwrap()).unwrap();
         assert!(again.is_jti_revoked("j1"));
         assert_eq!(again.keys_version().unwrap(), 0);
+        crate::store::memory::tests::check_revocations(&again);
         let _ = std::fs::remove_dir_all(dir);
     }
 }
