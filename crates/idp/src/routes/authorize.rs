@@ -439,7 +439,9 @@ fn login_inner(idp: AppState, peer: SocketAddr, headers: HeaderMap, form: LoginF
         );
     }
     let now = now();
-    let key = format!("{}|{}", form.username, peer.ip());
+    // Usernames are bounded in the counter key; nobody has a 256-byte login name.
+    let username: String = form.username.chars().take(256).collect();
+    let key = format!("{username}|{}", peer.ip());
     let failures = idp.store.login_failures(&key, now, FAILURE_WINDOW);
     if failures.len() >= MAX_FAILURES
         && failures

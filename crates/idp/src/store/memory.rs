@@ -25,6 +25,9 @@ struct Inner {
 /// Largest number of pending authorization requests kept (oldest expire first).
 pub(crate) const MAX_PENDING: usize = 10_000;
 
+/// Largest number of (username, address) failed-login counters kept.
+const MAX_FAILURE_KEYS: usize = 100_000;
+
 /// In-memory [`Store`].
 #[derive(Default)]
 pub struct MemoryStore {
@@ -267,6 +270,23 @@ impl Store for MemoryStore {
 
     fn login_failed(&self, key: &str, now: Timestamp, window: i64) -> usize {
         self.with(|i| {
+            // Every distinct username tried adds a counter: bound them so a spray of names
+            // cannot grow memory without limit (the oldest counters go first).
+            if i.failures.len() >= MAX_FAILURE_KEYS && !i.failures.contains_key(key) {
+                i.failures
+                    .retain(|_, f| f.iter().any(|t| *t + window > now));
+                while i.failures.len() >= MAX_FAILURE_KEYS {
+                    let Some(oldest) = i
+                        .failures
+                        .iter()
+                        .min_by_key(|(_, f)| f.last().copied())
+                        .map(|(k, _)| k.clone())
+                    else {
+                        break;
+                    };
+                    i.failures.remove(&oldest);
+                }
+            }
             let f = i.failures.entry(key.to_owned()).or_default();
             f.retain(|t| *t + window > now);
             f.push(now);
