@@ -275,16 +275,17 @@ impl Store for MemoryStore {
             if i.failures.len() >= MAX_FAILURE_KEYS && !i.failures.contains_key(key) {
                 i.failures
                     .retain(|_, f| f.iter().any(|t| *t + window > now));
-                while i.failures.len() >= MAX_FAILURE_KEYS {
-                    let Some(oldest) = i
+                if i.failures.len() >= MAX_FAILURE_KEYS {
+                    // Evict the older half at once: amortized, not a scan per new name.
+                    let mut by_age: Vec<(Timestamp, String)> = i
                         .failures
                         .iter()
-                        .min_by_key(|(_, f)| f.last().copied())
-                        .map(|(k, _)| k.clone())
-                    else {
-                        break;
-                    };
-                    i.failures.remove(&oldest);
+                        .map(|(k, f)| (f.last().copied().unwrap_or(0), k.clone()))
+                        .collect();
+                    by_age.sort_unstable();
+                    for (_, k) in by_age.into_iter().take(MAX_FAILURE_KEYS / 2) {
+                        i.failures.remove(&k);
+                    }
                 }
             }
             let f = i.failures.entry(key.to_owned()).or_default();
