@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
-/// How long the whole Node script may take.
-const NODE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the whole Node script may take (its own watchdog is 90 s; the device flow steps
+/// wait openid-client's 5 s polling interval).
+const NODE_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn peers_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -210,6 +210,65 @@ async function submitLogin(issuer, page, jar, user) {
   return response;
 }
 
+/**
+ * Plays the user on the RFC 8628 verification page with a fresh browser (cookie jar):
+ * `verification_uri_complete` → login form → 303 back to `/device?user_code=…` → the
+ * confirmation form, submitted with its approve or deny button. Returns what the page said.
+ */
+async function decideOnVerificationPage(issuer, device, decision) {
+  const jar = new CookieJar();
+  const get = async (url) => {
+    const response = await fetch(url, { redirect: 'manual', headers: jar.header() ? { cookie: jar.header() } : {} });
+    jar.store(response);
+    return { response, body: await response.text() };
+  };
+  check(device.verification_uri === `${issuer}/device`, `verification_uri ${device.verification_uri}`);
+  const complete = new URL(device.verification_uri_complete ?? '');
+  check(
+    `${complete.origin}${complete.pathname}` === `${issuer}/device` && complete.searchParams.get('user_code') === device.user_code,
+    `verification_uri_complete ${device.verification_uri_complete}`,
+  );
+
+  // Not signed in: the login form (with the pending device request behind `request`).
+  const loginPage = await get(complete);
+  const afterLogin = await submitLogin(issuer, loginPage, jar, ALICE);
+  check(afterLogin.status === 303, `login from the device page answered HTTP ${afterLogin.status}, expected 303`);
+  check(jar.get(SESSION_COOKIE), `no ${SESSION_COOKIE} cookie after login`);
+  const back = new URL(afterLogin.headers.get('location') ?? '', issuer);
+  check(
+    `${back.origin}${back.pathname}` === `${issuer}/device` && back.searchParams.get('user_code') === device.user_code,
+    `after login redirected to ${back.href}, expected ${issuer}/device?user_code=${device.user_code}`,
+  );
+
+  // Signed in: the confirmation form.
+  const confirm = await get(back);
+  check(confirm.response.status === 200, `the confirmation page answered HTTP ${confirm.response.status}`);
+  const form = parseForm(confirm.body);
+  check(form.method === 'post', `the confirmation form method is ${form.method}`);
+  const action = new URL(form.action ?? '', issuer);
+  check(action.href === `${issuer}/device`, `the confirmation form posts to ${action.href}`);
+  check(form.fields.get('user_code') === device.user_code, `the form's user_code is ${form.fields.get('user_code')}`);
+  const csrf = form.fields.get('csrf');
+  check(csrf && jar.get(CSRF_COOKIE) === csrf, 'the confirmation form CSRF field and cookie differ');
+  const buttons = [...confirm.body.matchAll(/<button\b[^>]*\bname="([^"]*)"[^>]*\bvalue="([^"]*)"/gi)].map((m) => [m[1], m[2]]);
+  check(buttons[0]?.[0] === 'approve', `the first submit button is ${JSON.stringify(buttons[0])}, expected approve`);
+  const button = buttons.find(([name]) => name === decision);
+  check(button, `no ${decision} button on the confirmation page`);
+
+  const fields = new URLSearchParams([...form.fields]);
+  fields.set(button[0], button[1]);
+  const response = await fetch(action, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: jar.header() },
+    body: fields,
+  });
+  const text = await response.text();
+  check(response.status === 200, `POST /device (${decision}) answered HTTP ${response.status}: ${text.slice(0, 200)}`);
+  const said = text.match(/<p>([^<]*)<\/p>/)?.[1] ?? '';
+  return said;
+}
+
 /** The redirect of a query-mode answer, checked to be our redirect URI. */
 function callbackFrom(response) {
   check(
@@ -574,13 +633,96 @@ async function main() {
     await client.tokenRevocation(pub, r.refresh_token);
     await expectOAuthError(() => client.refreshTokenGrant(pub, r.refresh_token), 'invalid_grant');
   });
+
+  // --- device authorization grant (RFC 8628) with `demo` -------------------------------------
+  // openid-client waits `interval` (5 s) before each poll, so the user acts on the verification
+  // page while the first wait runs.
+  await step('device_flow_approved', async () => {
+    const started = Date.now();
+    const md = config.serverMetadata();
+    check(md.device_authorization_endpoint === `${issuer}/device_authorization`, `device_authorization_endpoint ${md.device_authorization_endpoint}`);
+    const device = await client.initiateDeviceAuthorization(config, { scope: 'openid profile' });
+    assertBasic(lastRequestTo(log, md.device_authorization_endpoint), 'demo', 'demo-secret');
+    check(device.device_code && device.user_code, 'no device_code/user_code');
+    check(device.interval === 5, `interval ${device.interval}`);
+    const polling = client.pollDeviceAuthorizationGrant(config, device);
+    polling.catch(() => {}); // awaited below; avoid an unhandled rejection meanwhile
+    const said = await decideOnVerificationPage(issuer, device, 'approve');
+    const approvedAfter = Date.now() - started;
+    const t = await polling;
+    const polls = log.filter((r) => r.url === md.token_endpoint && r.body.get('device_code') === device.device_code);
+    assertBasic(polls.at(-1), 'demo', 'demo-secret');
+    check(t.access_token, 'no access token');
+    check(t.id_token, 'no ID token');
+    checkIdToken(t.claims(), { clientId: 'demo', issuer });
+    const info = await client.fetchUserInfo(config, t.access_token, t.claims().sub);
+    check(info.sub === ALICE.username && typeof info.name === 'string', `userinfo ${JSON.stringify(info)}`);
+    return {
+      user_code: device.user_code,
+      page: said,
+      sub: t.claims().sub,
+      scope: t.scope,
+      refresh_token: Boolean(t.refresh_token),
+      polls: polls.length,
+      approved_after_ms: approvedAfter,
+      elapsed_ms: Date.now() - started,
+    };
+  });
+
+  await step('device_flow_denied', async () => {
+    const started = Date.now();
+    const device = await client.initiateDeviceAuthorization(config, { scope: 'openid profile' });
+    const polling = client.pollDeviceAuthorizationGrant(config, device);
+    polling.catch(() => {});
+    const said = await decideOnVerificationPage(issuer, device, 'deny');
+    const refused = await expectOAuthError(() => polling, 'access_denied');
+    return { page: said, ...refused, elapsed_ms: Date.now() - started };
+  });
+
+  // --- RP-initiated logout with `demo`, in the browser session of the first login -------------
+  await step('rp_initiated_logout', async () => {
+    const started = Date.now();
+    const md = config.serverMetadata();
+    check(md.end_session_endpoint === `${issuer}/logout`, `end_session_endpoint ${md.end_session_endpoint}`);
+    check(jar.get(SESSION_COOKIE), 'the first login session cookie is gone before logout');
+    const sessionCookies = jar.header();
+    const state = client.randomState();
+    const url = client.buildEndSessionUrl(config, {
+      id_token_hint: tokens.id_token,
+      post_logout_redirect_uri: 'http://127.0.0.1:4180/',
+      state,
+    });
+    check(url.href.startsWith(`${issuer}/logout?`), `end session URL ${url.href}`);
+    const response = await fetch(url, { redirect: 'manual', headers: { cookie: sessionCookies } });
+    await response.body?.cancel();
+    check(response.status === 303, `logout answered HTTP ${response.status}, expected 303`);
+    const location = response.headers.get('location');
+    const expected = `http://127.0.0.1:4180/?state=${encodeURIComponent(state)}`;
+    check(location === expected, `logout redirected to ${location}, expected ${expected}`);
+    const cleared = response.headers
+      .getSetCookie()
+      .some((c) => c.startsWith(`${SESSION_COOKIE}=`) && /max-age=0/i.test(c));
+    check(cleared, `logout did not clear the ${SESSION_COOKIE} cookie`);
+    jar.store(response);
+    check(!jar.get(SESSION_COOKIE), 'the session cookie survived logout in the jar');
+
+    // The session is over at the IdP, not only in the browser: even the old session cookie
+    // (a browser that ignored the clearing) gets the login form, no redirect.
+    const a = await newAuthorizationRequest(config);
+    const again = await fetch(a.url, { redirect: 'manual', headers: { cookie: sessionCookies } });
+    const body = await again.text();
+    check(again.status === 200, `authorization after logout answered HTTP ${again.status} (location ${again.headers.get('location')}), expected the login form`);
+    check(/<input\b[^>]*type="password"/i.test(body), 'the page after logout has no password field');
+    return { location, elapsed_ms: Date.now() - started };
+  });
 }
 
+// Generous: each device flow waits openid-client's 5 s polling interval at least once.
 const watchdog = setTimeout(() => {
-  console.log(JSON.stringify({ step: currentStep, ok: false, error: 'timed out after 45 s' }));
-  console.error(`openid-client interop: step "${currentStep}" timed out after 45 s`);
+  console.log(JSON.stringify({ step: currentStep, ok: false, error: 'timed out after 90 s' }));
+  console.error(`openid-client interop: step "${currentStep}" timed out after 90 s`);
   process.exit(1);
-}, 45_000);
+}, 90_000);
 
 try {
   await main();
