@@ -5,14 +5,14 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use oidcgate_core::jose::{AlgorithmSet, JwkSet, UnverifiedJwt, b64};
 use oidcgate_core::validate::{AccessTokenValidator, IssuerPolicy};
 use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+use reqwest::header::LOCATION;
 use serde_json::Value;
+use support::browser::{Jar, field, login, query};
 use support::{Running, start_server};
 
 const REDIRECT: &str = "http://127.0.0.1:4180/auth/callback";
@@ -31,36 +31,6 @@ fn http() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
-}
-
-/// A tiny cookie jar for one browser.
-#[derive(Default)]
-struct Jar(HashMap<String, String>);
-
-impl Jar {
-    fn absorb(&mut self, headers: &HeaderMap) {
-        for v in headers.get_all(SET_COOKIE) {
-            let pair = v.to_str().unwrap().split(';').next().unwrap();
-            let (n, v) = pair.split_once('=').unwrap();
-            self.0.insert(n.to_owned(), v.to_owned());
-        }
-    }
-    fn header(&self) -> String {
-        self.0
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-}
-
-fn field(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no field {name} in {html}"))
-        + marker.len();
-    html[start..start + html[start..].find('"').unwrap()].to_owned()
 }
 
 fn pkce() -> (String, String) {
@@ -99,56 +69,6 @@ fn authorize_url(
         }
     }
     url.to_string()
-}
-
-/// Signs in through the login page; returns the redirect's query parameters.
-async fn login(
-    http: &reqwest::Client,
-    jar: &mut Jar,
-    url: &str,
-    user: &str,
-    password: &str,
-) -> (StatusCode, HashMap<String, String>, String) {
-    let page = http
-        .get(url)
-        .header("cookie", jar.header())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status(), 200);
-    jar.absorb(page.headers());
-    let base = url.split("/authorize").next().unwrap().to_owned();
-    let html = page.text().await.unwrap();
-    let form = [
-        ("request", field(&html, "request")),
-        ("csrf", field(&html, "csrf")),
-        ("username", user.to_owned()),
-        ("password", password.to_owned()),
-    ];
-    let r = http
-        .post(format!("{base}/login"))
-        .header("cookie", jar.header())
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
-    jar.absorb(r.headers());
-    let status = r.status();
-    let location = r
-        .headers()
-        .get(LOCATION)
-        .map(|l| l.to_str().unwrap().to_owned());
-    let body = r.text().await.unwrap();
-    let params = location.map(|l| query(l.as_str())).unwrap_or_default();
-    (status, params, body)
-}
-
-fn query(location: &str) -> HashMap<String, String> {
-    url::Url::parse(location)
-        .unwrap()
-        .query_pairs()
-        .into_owned()
-        .collect()
 }
 
 async fn token(

@@ -380,20 +380,33 @@ impl AccessTokenValidator {
             jwt.check_hmac(key, policy.algorithms)?;
             return Ok(jwt.into_verified());
         }
-        let snapshot = entry.keys.keys().await?;
-        match jwt.check_signature(&snapshot.keys, policy.algorithms) {
-            Err(JoseError::UnknownKid(_)) => {
-                let newer = entry.keys.refresh_for_unknown_kid(&snapshot).await;
-                jwt.check_signature(&newer.keys, policy.algorithms)?;
-            }
-            other => other?,
-        }
-        Ok(jwt.into_verified())
+        verify_with_keys(&entry.keys, jwt, policy.algorithms).await
     }
 }
 
+/// Checks an asymmetric signature with an issuer's cached keys, refetching once (within the
+/// cooldown) for an unknown `kid`, then moves the verified header and payload out.
+pub(crate) async fn verify_with_keys(
+    keys: &KeyCache,
+    jwt: UnverifiedJwt<'_>,
+    algorithms: AlgorithmSet,
+) -> Result<VerifiedJws, ValidationError> {
+    let snapshot = keys.keys().await?;
+    match jwt.check_signature(&snapshot.keys, algorithms) {
+        Err(JoseError::UnknownKid(_)) => {
+            let newer = keys.refresh_for_unknown_kid(&snapshot).await;
+            jwt.check_signature(&newer.keys, algorithms)?;
+        }
+        other => other?,
+    }
+    Ok(jwt.into_verified())
+}
+
 /// NumericDate (RFC 7519 §2): a JSON number, possibly fractional; rounded down.
-fn numeric_date(claims: &Claims<'_>, name: &str) -> Result<Option<i64>, ValidationError> {
+pub(crate) fn numeric_date(
+    claims: &Claims<'_>,
+    name: &str,
+) -> Result<Option<i64>, ValidationError> {
     match claims.get(name) {
         None => Ok(None),
         Some(Value::Number(n)) => {
@@ -410,7 +423,7 @@ fn numeric_date(claims: &Claims<'_>, name: &str) -> Result<Option<i64>, Validati
 }
 
 /// `aud` as a list: a string or an array of strings (RFC 7519 §4.1.3).
-fn audiences(claims: &Claims<'_>) -> Result<Vec<String>, ValidationError> {
+pub(crate) fn audiences(claims: &Claims<'_>) -> Result<Vec<String>, ValidationError> {
     match claims.get("aud") {
         None => Err(ValidationError::MissingClaim("aud".into())),
         Some(Value::String(s)) => Ok(vec![s.clone()]),
@@ -454,7 +467,7 @@ fn scopes(claims: &Claims<'_>) -> Result<Vec<String>, ValidationError> {
 const REGISTERED: [&str; 8] = ["iss", "aud", "exp", "nbf", "iat", "sub", "scope", "scp"];
 
 /// The claims a validation picked out of a claims set.
-type Claims<'n> = Picked<'n, String>;
+pub(crate) type Claims<'n> = Picked<'n, String>;
 
 /// The registered-claim checks, after the signature.
 pub(crate) fn check_claims(

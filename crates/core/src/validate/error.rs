@@ -31,6 +31,18 @@ pub enum ValidationError {
     InvalidClaim(String),
     #[error("token type must be at+jwt (RFC 9068)")]
     WrongType,
+    #[error("ID token nonce does not match the login request")]
+    NonceMismatch,
+    #[error("ID token at_hash does not match the access token")]
+    AtHashMismatch,
+    #[error("ID token azp does not name this client")]
+    AzpMismatch,
+    #[error("ID token has an audience this client does not trust")]
+    UntrustedAudience,
+    #[error("ID token auth_time is older than the requested max_age")]
+    AuthTimeTooOld,
+    #[error("ID token is for another subject than the session")]
+    SubjectMismatch,
     #[error("{0}")]
     KeysUnavailable(#[from] KeyCacheError),
 }
@@ -62,6 +74,11 @@ impl ValidationError {
             Self::IssuedInFuture => "iat",
             Self::MissingClaim(_) | Self::InvalidClaim(_) => "claims",
             Self::WrongType => "typ",
+            Self::NonceMismatch => "nonce",
+            Self::AtHashMismatch => "at_hash",
+            Self::AzpMismatch | Self::UntrustedAudience => "aud",
+            Self::AuthTimeTooOld => "auth_time",
+            Self::SubjectMismatch => "sub",
             Self::KeysUnavailable(_) => "keys",
         }
     }

@@ -1,0 +1,236 @@
+//! ID-token validation for relying parties (OpenID Connect Core §3.1.3.7, §12.2): signature with
+//! the issuer's cached keys under an algorithm allow-list; `iss` exact; `aud` contains the client
+//! id and no untrusted audience; `azp` names the client when present (and is required with
+//! several audiences); `exp`, `iat` with leeway; `sub` required; `nonce` compared in constant
+//! time; `auth_time` when `max_age` was sent; `at_hash` when present; and, for refreshed ID
+//! tokens, the same `sub` as before.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lc_rs::constant_time::verify_slices_are_equal;
+use aws_lc_rs::digest;
+use serde_json::Value;
+
+use super::access_token::{audiences, numeric_date, verify_with_keys};
+use super::claims::VerifiedClaims;
+use super::error::ValidationError;
+use crate::clock::Clock;
+use crate::jose::json::{scan_object, to_jose_error};
+use crate::jose::{Algorithm, AlgorithmSet, UnverifiedJwt, b64};
+use crate::provider::KeyCache;
+
+/// What one ID token must match beyond the registered claims.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IdTokenChecks<'a> {
+    /// The nonce sent in the authorization request; when set, the token must carry it. When not
+    /// set (a refreshed ID token), a `nonce` in the token is ignored.
+    pub nonce: Option<&'a str>,
+    /// The `max_age` sent, which makes `auth_time` required and bounded.
+    pub max_age: Option<Duration>,
+    /// The access token issued with it, checked against `at_hash` when the token has one.
+    pub access_token: Option<&'a str>,
+    /// For a refreshed ID token: the `sub` of the session it replaces.
+    pub expected_sub: Option<&'a str>,
+}
+
+/// Validates ID tokens for one client of one issuer.
+#[derive(Debug, Clone)]
+pub struct IdTokenValidator {
+    issuer: String,
+    client_id: String,
+    trusted_audiences: Vec<String>,
+    algorithms: AlgorithmSet,
+    leeway: Duration,
+    keys: KeyCache,
+    clock: Arc<dyn Clock>,
+}
+
+const READ: [&str; 9] = [
+    "iss",
+    "aud",
+    "azp",
+    "exp",
+    "iat",
+    "sub",
+    "nonce",
+    "auth_time",
+    "at_hash",
+];
+
+impl IdTokenValidator {
+    /// A validator using `keys` (the issuer's key cache) and the default asymmetric algorithms.
+    pub fn new(
+        issuer: impl Into<String>,
+        client_id: impl Into<String>,
+        keys: KeyCache,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            issuer: issuer.into(),
+            client_id: client_id.into(),
+            trusted_audiences: Vec::new(),
+            algorithms: AlgorithmSet::default(),
+            leeway: Duration::from_secs(60),
+            keys,
+            clock,
+        }
+    }
+
+    /// Other audiences that may appear beside the client id.
+    pub fn trusted_audiences(
+        mut self,
+        audiences: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.trusted_audiences = audiences.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Replaces the algorithm allow-list (HMAC algorithms are never accepted here).
+    pub fn algorithms(mut self, algorithms: AlgorithmSet) -> Self {
+        let mut set = algorithms;
+        for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
+            set.remove(alg);
+        }
+        self.algorithms = set;
+        self
+    }
+
+    /// Clock-skew allowance.
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// The key cache (shared with other validators of the issuer).
+    pub fn keys(&self) -> &KeyCache {
+        &self.keys
+    }
+
+    /// Validates an ID token.
+    pub async fn validate(
+        &self,
+        token: &str,
+        checks: IdTokenChecks<'_>,
+    ) -> Result<VerifiedClaims, ValidationError> {
+        let jwt = UnverifiedJwt::parse(token)?;
+        let alg = jwt.header().alg();
+        if !self.algorithms.contains(alg) {
+            return Err(crate::jose::JoseError::AlgorithmNotAllowed(alg.name()).into());
+        }
+        let verified = verify_with_keys(&self.keys, jwt, self.algorithms).await?;
+        let (header, payload) = verified.into_parts();
+        let names = READ.map(String::from);
+        let claims = scan_object(&payload, &names).map_err(|e| to_jose_error("payload", e))?;
+        let string = |name: &str| -> Result<Option<&str>, ValidationError> {
+            match claims.get(name) {
+                None => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s)),
+                Some(_) => Err(ValidationError::InvalidClaim(name.into())),
+            }
+        };
+        match string("iss")? {
+            Some(iss) if iss == self.issuer => {}
+            Some(_) => return Err(ValidationError::IssuerMismatch),
+            None => return Err(ValidationError::MissingClaim("iss".into())),
+        }
+        let aud = audiences(&claims)?;
+        if !aud.contains(&self.client_id) {
+            return Err(ValidationError::AudienceMismatch);
+        }
+        if aud
+            .iter()
+            .any(|a| *a != self.client_id && !self.trusted_audiences.contains(a))
+        {
+            return Err(ValidationError::UntrustedAudience);
+        }
+        match string("azp")? {
+            Some(azp) if azp != self.client_id => return Err(ValidationError::AzpMismatch),
+            None if aud.len() > 1 => return Err(ValidationError::MissingClaim("azp".into())),
+            _ => {}
+        }
+        let now = self.clock.unix_seconds();
+        let leeway = i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX);
+        let exp = numeric_date(&claims, "exp")?
+            .ok_or_else(|| ValidationError::MissingClaim("exp".into()))?;
+        if now > exp.saturating_add(leeway) {
+            return Err(ValidationError::Expired);
+        }
+        let iat = numeric_date(&claims, "iat")?
+            .ok_or_else(|| ValidationError::MissingClaim("iat".into()))?;
+        if iat > now.saturating_add(leeway) {
+            return Err(ValidationError::IssuedInFuture);
+        }
+        let sub = string("sub")?
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| ValidationError::MissingClaim("sub".into()))?;
+        if let Some(expected) = checks.expected_sub
+            && expected != sub
+        {
+            return Err(ValidationError::SubjectMismatch);
+        }
+        if let Some(expected) = checks.nonce {
+            let got =
+                string("nonce")?.ok_or_else(|| ValidationError::MissingClaim("nonce".into()))?;
+            if verify_slices_are_equal(got.as_bytes(), expected.as_bytes()).is_err() {
+                return Err(ValidationError::NonceMismatch);
+            }
+        }
+        if let Some(max_age) = checks.max_age {
+            let auth_time = numeric_date(&claims, "auth_time")?
+                .ok_or_else(|| ValidationError::MissingClaim("auth_time".into()))?;
+            let max_age = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
+            if now > auth_time.saturating_add(max_age).saturating_add(leeway) {
+                return Err(ValidationError::AuthTimeTooOld);
+            }
+        }
+        if let (Some(at_hash), Some(access_token)) = (string("at_hash")?, checks.access_token)
+            && !at_hash_matches(alg, access_token, at_hash)
+        {
+            return Err(ValidationError::AtHashMismatch);
+        }
+        Ok(VerifiedClaims::new(
+            self.issuer.clone(),
+            Some(sub.to_owned()),
+            aud,
+            exp,
+            Vec::new(),
+            alg,
+            header.kid().map(str::to_owned),
+            payload,
+        ))
+    }
+}
+
+/// OIDC Core §3.1.3.6: base64url of the left half of the hash of the access token, with the
+/// hash of the ID token's algorithm (SHA-512 for EdDSA with Ed25519).
+pub fn at_hash_matches(alg: Algorithm, access_token: &str, at_hash: &str) -> bool {
+    let algorithm = match alg {
+        Algorithm::RS384 | Algorithm::PS384 | Algorithm::ES384 | Algorithm::HS384 => {
+            &digest::SHA384
+        }
+        Algorithm::RS512
+        | Algorithm::PS512
+        | Algorithm::ES512
+        | Algorithm::HS512
+        | Algorithm::EdDSA
+        | Algorithm::Ed25519 => &digest::SHA512,
+        _ => &digest::SHA256,
+    };
+    let d = digest::digest(algorithm, access_token.as_bytes());
+    let expected = b64::encode(&d.as_ref()[..d.as_ref().len() / 2]);
+    verify_slices_are_equal(expected.as_bytes(), at_hash.as_bytes()).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn at_hash_example() {
+        // OpenID Connect Core A.3.
+        assert!(super::at_hash_matches(
+            crate::jose::Algorithm::RS256,
+            "jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y",
+            "77QmUPtjPfzWtF2AnpK9RQ"
+        ));
+    }
+}
