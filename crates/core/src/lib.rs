@@ -6,6 +6,7 @@
 //! - [`validate`]: access-token and ID-token validation producing [`validate::VerifiedClaims`],
 //!   and the validated-token cache.
 //! - [`client`]: the relying-party client: authorization request with PKCE, callback, grants.
+//! - [`session`]: the encrypted session-cookie codec.
 //! - [`http`]: the one injected HTTP client trait every outbound call goes through.
 //! - [`clock`]: the injected clock, so tests control time.
 
@@ -14,4 +15,5 @@ pub mod clock;
 pub mod http;
 pub mod jose;
 pub mod provider;
+pub mod session;
 pub mod validate;
