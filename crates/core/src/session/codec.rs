@@ -168,17 +168,23 @@ impl SessionKeys {
         }
         let (id, rest) = raw.split_at(KEY_ID_LEN);
         let (nonce, sealed) = rest.split_at(NONCE_LEN);
-        let set = self
-            .sets
-            .iter()
-            .find(|s| s.id == id)
-            .ok_or(CodecError::UnknownKey)?;
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CodecError::Format)?;
-        let mut in_out = sealed.to_vec();
-        let plaintext = set.keys[purpose.index()]
-            .open_in_place(nonce, Aad::from(name.as_bytes()), &mut in_out)
-            .map_err(|_| CodecError::Tampered)?;
-        Ok(plaintext.to_vec())
+        // Key ids are 4 bytes: two secrets could share one, so every matching set is tried.
+        let mut matched = false;
+        for set in self.sets.iter().filter(|s| s.id == id) {
+            matched = true;
+            let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CodecError::Format)?;
+            let mut in_out = sealed.to_vec();
+            let aad = Aad::from(name.as_bytes());
+            if let Ok(plaintext) = set.keys[purpose.index()].open_in_place(nonce, aad, &mut in_out)
+            {
+                return Ok(plaintext.to_vec());
+            }
+        }
+        Err(if matched {
+            CodecError::Tampered
+        } else {
+            CodecError::UnknownKey
+        })
     }
 }
 
