@@ -12,7 +12,7 @@ use oidcgate_core::validate::{AccessTokenValidator, IssuerPolicy};
 use reqwest::StatusCode;
 use reqwest::header::LOCATION;
 use serde_json::Value;
-use support::browser::{Jar, field, login, query};
+use support::browser::{Jar, decide_device, field, login, query};
 use support::{Running, start_server};
 
 const REDIRECT: &str = "http://127.0.0.1:4180/auth/callback";
@@ -603,65 +603,11 @@ async fn device_flow_with_the_verification_page() {
     assert_eq!(poll(device_a).await.1["error"], "slow_down");
 
     // A user approves through the page: sign in, then the first button approves.
-    let approve = |user_code_url: String, deny: bool| {
-        let http = http.clone();
-        let issuer = issuer.clone();
-        async move {
-            let mut jar = Jar::default();
-            let page = http.get(&user_code_url).send().await.unwrap();
-            jar.absorb(page.headers());
-            let html = page.text().await.unwrap();
-            let form = [
-                ("request", field(&html, "request")),
-                ("csrf", field(&html, "csrf")),
-                ("username", "alice".into()),
-                ("password", "wonderland".into()),
-            ];
-            let r = http
-                .post(format!("{issuer}/login"))
-                .header("cookie", jar.header())
-                .form(&form)
-                .send()
-                .await
-                .unwrap();
-            jar.absorb(r.headers());
-            let back = r.headers()[LOCATION].to_str().unwrap().to_owned();
-            assert!(
-                back.starts_with(&format!("{issuer}/device?user_code=")),
-                "{back}"
-            );
-            let confirm = http
-                .get(&back)
-                .header("cookie", jar.header())
-                .send()
-                .await
-                .unwrap();
-            jar.absorb(confirm.headers());
-            let html = confirm.text().await.unwrap();
-            assert!(html.contains("demo-public"));
-            let mut form = vec![
-                ("user_code", field(&html, "user_code")),
-                ("csrf", field(&html, "csrf")),
-            ];
-            form.push(if deny {
-                ("deny", "1".into())
-            } else {
-                ("approve", "1".into())
-            });
-            let done = http
-                .post(format!("{issuer}/device"))
-                .header("cookie", jar.header())
-                .form(&form)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(done.status(), 200);
-            done.text().await.unwrap()
-        }
-    };
     let b = start().await;
-    let page = approve(
-        b["verification_uri_complete"].as_str().unwrap().to_owned(),
+    let page = decide_device(
+        &http,
+        issuer,
+        b["verification_uri_complete"].as_str().unwrap(),
         false,
     )
     .await;
@@ -677,8 +623,10 @@ async fn device_flow_with_the_verification_page() {
     );
 
     let c = start().await;
-    let page = approve(
-        c["verification_uri_complete"].as_str().unwrap().to_owned(),
+    let page = decide_device(
+        &http,
+        issuer,
+        c["verification_uri_complete"].as_str().unwrap(),
         true,
     )
     .await;

@@ -19,7 +19,7 @@ use oidcgate_core::validate::{
     AccessTokenValidator, IdTokenChecks, IdTokenValidator, IssuerPolicy, ValidationError,
 };
 use serde_json::{Value, json};
-use support::browser::{Jar, login};
+use support::browser::{Jar, decide_device, login};
 use support::{Running, TestIssuer, start_server, unix};
 
 const REDIRECT: &str = "http://127.0.0.1:4180/auth/callback";
@@ -274,49 +274,14 @@ async fn client_credentials_and_device_flow() {
         .unwrap();
     assert_eq!(device.interval, 5);
     let approve = async {
-        let http = browser();
-        let mut jar = Jar::default();
-        let page = http
-            .get(device.verification_uri_complete.as_deref().unwrap())
-            .send()
-            .await
-            .unwrap();
-        jar.absorb(page.headers());
-        let html = page.text().await.unwrap();
-        let form = [
-            ("request", support::browser::field(&html, "request")),
-            ("csrf", support::browser::field(&html, "csrf")),
-            ("username", "alice".into()),
-            ("password", "wonderland".into()),
-        ];
-        let r = http
-            .post(format!("{issuer}/login"))
-            .header("cookie", jar.header())
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
-        jar.absorb(r.headers());
-        let back = r.headers()["location"].to_str().unwrap().to_owned();
-        let confirm = http
-            .get(&back)
-            .header("cookie", jar.header())
-            .send()
-            .await
-            .unwrap();
-        jar.absorb(confirm.headers());
-        let html = confirm.text().await.unwrap();
-        let form = [
-            ("user_code", support::browser::field(&html, "user_code")),
-            ("csrf", support::browser::field(&html, "csrf")),
-            ("approve", "1".into()),
-        ];
-        http.post(format!("{issuer}/device"))
-            .header("cookie", jar.header())
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
+        let page = decide_device(
+            &browser(),
+            &issuer,
+            device.verification_uri_complete.as_deref().unwrap(),
+            false,
+        )
+        .await;
+        assert!(page.contains("Device connected"));
     };
     let mut waits = 0;
     let (tokens, ()) = tokio::join!(device_client.poll_device(&device, |_| waits += 1), approve);

@@ -85,3 +85,64 @@ pub fn query(location: &str) -> HashMap<String, String> {
         .into_owned()
         .collect()
 }
+
+/// Signs alice in on a device verification page and approves (or denies) the code; returns the
+/// final page. Checks the sign-in returns to the verification page for the same code.
+pub async fn decide_device(
+    http: &reqwest::Client,
+    issuer: &str,
+    verification_uri_complete: &str,
+    deny: bool,
+) -> String {
+    let mut jar = Jar::default();
+    let page = http.get(verification_uri_complete).send().await.unwrap();
+    jar.absorb(page.headers());
+    let html = page.text().await.unwrap();
+    let form = [
+        ("request", field(&html, "request")),
+        ("csrf", field(&html, "csrf")),
+        ("username", "alice".into()),
+        ("password", "wonderland".into()),
+    ];
+    let r = http
+        .post(format!("{issuer}/login"))
+        .header("cookie", jar.header())
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    jar.absorb(r.headers());
+    let back = r.headers()[LOCATION].to_str().unwrap().to_owned();
+    assert!(
+        back.starts_with(&format!("{issuer}/device?user_code=")),
+        "{back}"
+    );
+    let confirm = http
+        .get(&back)
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    jar.absorb(confirm.headers());
+    let html = confirm.text().await.unwrap();
+    assert!(html.contains("asks for access"), "{html}");
+    let decision = if deny {
+        ("deny", "1".to_owned())
+    } else {
+        ("approve", "1".to_owned())
+    };
+    let form = [
+        ("user_code", field(&html, "user_code")),
+        ("csrf", field(&html, "csrf")),
+        decision,
+    ];
+    let done = http
+        .post(format!("{issuer}/device"))
+        .header("cookie", jar.header())
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 200);
+    done.text().await.unwrap()
+}

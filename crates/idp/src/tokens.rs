@@ -1,7 +1,6 @@
 //! Minting the IdP's tokens — RFC 9068 `at+jwt` access tokens, ID tokens (OIDC Core §2) with
 //! `at_hash`, opaque random codes and refresh tokens — and verifying its own access tokens.
 
-use aws_lc_rs::digest;
 use oidcgate_core::jose::{Algorithm, AlgorithmSet, JoseError, UnverifiedJwt, b64};
 use serde_json::{Map, Value, json};
 
@@ -89,24 +88,8 @@ pub fn access_token(
     Ok((signer.sign_jwt(Some("at+jwt"), &claims)?, jti, exp))
 }
 
-/// `at_hash` (OIDC Core §3.1.3.6): the left half of the hash of the access token, with the hash
-/// of the ID token's algorithm (SHA-512 for Ed25519).
-pub fn at_hash(alg: Algorithm, access_token: &str) -> String {
-    let algorithm = match alg {
-        Algorithm::RS384 | Algorithm::PS384 | Algorithm::ES384 | Algorithm::HS384 => {
-            &digest::SHA384
-        }
-        Algorithm::RS512
-        | Algorithm::PS512
-        | Algorithm::ES512
-        | Algorithm::HS512
-        | Algorithm::EdDSA
-        | Algorithm::Ed25519 => &digest::SHA512,
-        _ => &digest::SHA256,
-    };
-    let d = digest::digest(algorithm, access_token.as_bytes());
-    b64::encode(&d.as_ref()[..d.as_ref().len() / 2])
-}
+/// `at_hash` (OIDC Core §3.1.3.6), computed the way relying parties check it.
+pub use oidcgate_core::validate::id_token::at_hash;
 
 /// What an ID token says.
 pub struct IdClaims<'a> {

@@ -202,9 +202,9 @@ impl IdTokenValidator {
     }
 }
 
-/// OIDC Core §3.1.3.6: base64url of the left half of the hash of the access token, with the
-/// hash of the ID token's algorithm (SHA-512 for EdDSA with Ed25519).
-pub fn at_hash_matches(alg: Algorithm, access_token: &str, at_hash: &str) -> bool {
+/// OIDC Core §3.1.3.6 `at_hash`: base64url of the left half of the hash of the access token,
+/// with the hash of the ID token's algorithm (SHA-512 for EdDSA with Ed25519).
+pub fn at_hash(alg: Algorithm, access_token: &str) -> String {
     let algorithm = match alg {
         Algorithm::RS384 | Algorithm::PS384 | Algorithm::ES384 | Algorithm::HS384 => {
             &digest::SHA384
@@ -218,8 +218,12 @@ pub fn at_hash_matches(alg: Algorithm, access_token: &str, at_hash: &str) -> boo
         _ => &digest::SHA256,
     };
     let d = digest::digest(algorithm, access_token.as_bytes());
-    let expected = b64::encode(&d.as_ref()[..d.as_ref().len() / 2]);
-    verify_slices_are_equal(expected.as_bytes(), at_hash.as_bytes()).is_ok()
+    b64::encode(&d.as_ref()[..d.as_ref().len() / 2])
+}
+
+/// Compares an `at_hash` claim with the access token, in constant time.
+pub fn at_hash_matches(alg: Algorithm, access_token: &str, claimed: &str) -> bool {
+    verify_slices_are_equal(at_hash(alg, access_token).as_bytes(), claimed.as_bytes()).is_ok()
 }
 
 #[cfg(test)]
