@@ -26,6 +26,30 @@ async fn start_idp() -> Running {
     .await
 }
 
+/// Starts an IdP with this TOML configuration (written to a temporary file kept by the caller).
+async fn start_idp_with(name: &str, toml: &str) -> (Running, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("oidcgate-idp-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("idp.toml");
+    std::fs::write(&config, toml).unwrap();
+    let args = [
+        "idp",
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+        config.to_str().unwrap(),
+    ];
+    (
+        start_server(
+            std::path::Path::new(env!("CARGO_BIN_EXE_oidcgate")),
+            &args,
+            &[],
+        )
+        .await,
+        dir,
+    )
+}
+
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -667,12 +691,9 @@ async fn rp_initiated_and_back_channel_logout() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let receiver = format!("http://{}/backchannel", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let dir = std::env::temp_dir().join(format!("oidcgate-idp-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("idp.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let (idp, dir) = start_idp_with(
+        "logout",
+        &format!(
             r#"
 [[users]]
 username = "alice"
@@ -687,18 +708,6 @@ post_logout_redirect_uris = ["http://127.0.0.1:4180/"]
 backchannel_logout_uri = "{receiver}"
 "#
         ),
-    )
-    .unwrap();
-    let idp = start_server(
-        std::path::Path::new(env!("CARGO_BIN_EXE_oidcgate")),
-        &[
-            "idp",
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        &[],
     )
     .await;
     let issuer = &idp.base_url;
@@ -841,12 +850,9 @@ backchannel_logout_uri = "{receiver}"
 
 #[tokio::test]
 async fn consent_and_per_client_signing_algorithm() {
-    let dir = std::env::temp_dir().join(format!("oidcgate-idp-consent-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("idp.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let (idp, dir) = start_idp_with(
+        "consent",
+        &format!(
             r#"
 [[users]]
 username = "alice"
@@ -861,18 +867,6 @@ id_token_signed_response_alg = "EdDSA"
 "#
         ),
     )
-    .unwrap();
-    let idp = start_server(
-        std::path::Path::new(env!("CARGO_BIN_EXE_oidcgate")),
-        &[
-            "idp",
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        &[],
-    )
     .await;
     let issuer = &idp.base_url;
     let http = http();
@@ -880,25 +874,8 @@ id_token_signed_response_alg = "EdDSA"
     let (verifier, challenge) = pkce();
     let url = authorize_url(issuer, "careful", Some(&challenge), &[]);
     // After signing in, a consent page instead of a redirect.
-    let page = http.get(&url).send().await.unwrap();
-    jar.absorb(page.headers());
-    let html = page.text().await.unwrap();
-    let form = [
-        ("request", field(&html, "request")),
-        ("csrf", field(&html, "csrf")),
-        ("username", "alice".into()),
-        ("password", "wonderland".into()),
-    ];
-    let r = http
-        .post(format!("{issuer}/login"))
-        .header("cookie", jar.header())
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
-    jar.absorb(r.headers());
-    assert_eq!(r.status(), 200);
-    let consent = r.text().await.unwrap();
+    let (status, _, consent) = login(&http, &mut jar, &url, "alice", "wonderland").await;
+    assert_eq!(status, 200);
     assert!(
         consent.contains("asks for") && consent.contains("<li>profile</li>"),
         "{consent}"
