@@ -4,9 +4,13 @@
 //!   validates `Authorization: Bearer` tokens and attaches a [`bearer::Principal`], per-route
 //!   scope requirements, and RFC 6750 error responses.
 //!
+//! - [`login`]: relying-party login with encrypted cookie sessions — routes, "login required",
+//!   the [`login::SessionUser`] extractor.
+//!
 //! The public API uses only `http`, `tower-layer`/`tower-service` and `axum-core` types, so an
 //! axum upgrade is not a breaking change here.
 
 pub mod bearer;
+pub mod login;
 
 pub use bearer::{BearerAuth, BearerAuthLayer, Principal, RequireScope, RequireScopeLayer};

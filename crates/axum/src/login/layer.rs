@@ -1,0 +1,531 @@
+//! [`OidcLoginLayer`]: serves `/login`, the callback (the path of the redirect URI) and
+//! `/logout`, and attaches a [`SessionUser`] to every other request that carries a valid
+//! session cookie.
+//!
+//! - `/login[?rd=/path]` seals a [`PendingLogin`] into its own short-lived cookie
+//!   `oidcgate_login.<first 12 chars of base64url(SHA-256(state))>` (so two tabs can sign in at
+//!   once; at most five, oldest dropped) and redirects to the provider.
+//! - The callback finds that cookie by the returned `state`, checks it, exchanges the code,
+//!   verifies the ID token, fills missing profile claims from userinfo once, seals the session
+//!   into `oidcgate_session` (`__Host-oidcgate_session` when secure, chunked), and redirects to
+//!   `rd`. Failures are never a redirect: 400 for the browser's or IdP's side, 401 for a bad ID
+//!   token, 502 when the provider fails.
+//! - `/logout` revokes the session id in process, clears the cookies and sends the browser to
+//!   the provider's end-session endpoint when it has one.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum_core::body::Body;
+use axum_core::response::Response;
+use http::header::{LOCATION, SET_COOKIE};
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
+use oidcgate_core::client::{CallbackParams, ClientError, OidcClient, PendingLogin};
+use oidcgate_core::jose::b64;
+use oidcgate_core::session::{CookieChunks, Purpose, SessionKeys};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::pages::error_response;
+use super::redirect::safe_return_path;
+use super::session::{SessionData, SessionUser, request_cookies};
+
+/// Login cookies live this long (DESIGN §3: `Max-Age=600`).
+const LOGIN_MAX_AGE: i64 = 600;
+/// At most this many pending logins per browser.
+const MAX_PENDING_PER_BROWSER: usize = 5;
+const LOGIN_COOKIE_PREFIX: &str = "oidcgate_login.";
+
+/// How the login layer behaves.
+#[derive(Clone)]
+pub struct LoginConfig {
+    pub client: Arc<OidcClient>,
+    /// The registered redirect URI; its path is the callback route.
+    pub redirect_uri: String,
+    pub scopes: String,
+    pub keys: Arc<SessionKeys>,
+    /// `Secure` cookies with the `__Host-` prefix (true unless plain-http development).
+    pub cookie_secure: bool,
+    pub session_max_age: Duration,
+    pub login_path: String,
+    pub logout_path: String,
+    /// Where the provider sends the browser after logout (must be registered there).
+    pub post_logout_redirect_uri: Option<String>,
+}
+
+impl LoginConfig {
+    /// Defaults: scopes `openid email profile`, secure cookies, 24 h sessions, `/login`,
+    /// `/logout`.
+    pub fn new(
+        client: Arc<OidcClient>,
+        redirect_uri: impl Into<String>,
+        keys: Arc<SessionKeys>,
+    ) -> Self {
+        Self {
+            client,
+            redirect_uri: redirect_uri.into(),
+            scopes: "openid email profile".into(),
+            keys,
+            cookie_secure: true,
+            session_max_age: Duration::from_secs(86_400),
+            login_path: "/login".into(),
+            logout_path: "/logout".into(),
+            post_logout_redirect_uri: None,
+        }
+    }
+
+    fn session_cookie(&self) -> &'static str {
+        if self.cookie_secure {
+            "__Host-oidcgate_session"
+        } else {
+            "oidcgate_session"
+        }
+    }
+
+    fn cookie_attributes(&self, max_age: i64) -> String {
+        let secure = if self.cookie_secure { "; Secure" } else { "" };
+        format!("; Path=/; HttpOnly; SameSite=Lax{secure}; Max-Age={max_age}")
+    }
+
+    fn callback_path(&self) -> String {
+        url::Url::parse(&self.redirect_uri)
+            .map(|u| u.path().to_owned())
+            .unwrap_or_else(|_| "/auth/callback".into())
+    }
+}
+
+/// Session ids ended by `/logout` (in process; DESIGN: shared through Redis when configured).
+#[derive(Default)]
+struct Revoked {
+    ids: Mutex<HashMap<String, i64>>,
+}
+
+impl Revoked {
+    fn revoke(&self, id: &str, until: i64) {
+        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        let now = now();
+        if ids.len() > 100_000 {
+            ids.retain(|_, t| *t > now);
+        }
+        ids.insert(id.to_owned(), until);
+    }
+
+    fn is_revoked(&self, id: &str) -> bool {
+        self.ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(id)
+    }
+}
+
+/// The layer.
+#[derive(Clone)]
+pub struct OidcLoginLayer {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: LoginConfig,
+    callback_path: String,
+    revoked: Revoked,
+    chunks: CookieChunks,
+}
+
+impl OidcLoginLayer {
+    pub fn new(config: LoginConfig) -> Self {
+        let callback_path = config.callback_path();
+        Self {
+            shared: Arc::new(Shared {
+                config,
+                callback_path,
+                revoked: Revoked::default(),
+                chunks: CookieChunks::default(),
+            }),
+        }
+    }
+}
+
+impl<S> Layer<S> for OidcLoginLayer {
+    type Service = OidcLogin<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        OidcLogin {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The service of [`OidcLoginLayer`].
+#[derive(Clone)]
+pub struct OidcLogin<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// A pending login as sealed into its cookie.
+#[derive(Serialize, Deserialize)]
+struct SealedLogin {
+    login: PendingLogin,
+    created_at: i64,
+}
+
+fn login_cookie_name(state: &str) -> String {
+    let digest = aws_lc_rs_sha256(state.as_bytes());
+    let encoded = b64::encode(digest);
+    format!("{LOGIN_COOKIE_PREFIX}{}", &encoded[..12])
+}
+
+fn aws_lc_rs_sha256(data: &[u8]) -> Vec<u8> {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data)
+        .as_ref()
+        .to_vec()
+}
+
+fn redirect(location: &str) -> Response {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::FOUND;
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(LOCATION, v);
+    }
+    r.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    r
+}
+
+fn set_cookie(response: &mut Response, cookie: String) {
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(SET_COOKIE, v);
+    }
+}
+
+fn query_param(uri: &http::Uri, name: &str) -> Option<String> {
+    let query = uri.query()?;
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+impl Shared {
+    /// The valid session of a request, if any.
+    fn session(&self, headers: &HeaderMap) -> Option<SessionData> {
+        let cookies = request_cookies(headers);
+        let name = self.config.session_cookie();
+        let value = self.chunks.join(name, |n| {
+            cookies.iter().find(|(k, _)| *k == n).map(|(_, v)| *v)
+        })?;
+        let plaintext = self.config.keys.open(Purpose::Session, name, &value).ok()?;
+        let data: SessionData = serde_json::from_slice(&plaintext).ok()?;
+        (data.expires_at > now() && !self.revoked.is_revoked(&data.id)).then_some(data)
+    }
+
+    fn login(&self, headers: &HeaderMap, uri: &http::Uri) -> Response {
+        let rd = safe_return_path(&query_param(uri, "rd").unwrap_or_default());
+        let built = self
+            .config
+            .client
+            .authorization_request(self.config.redirect_uri.clone(), self.config.scopes.clone())
+            .return_to(rd)
+            .build();
+        let (url, pending) = match built {
+            Ok(v) => v,
+            Err(e) => {
+                return error_response(
+                    headers,
+                    StatusCode::BAD_GATEWAY,
+                    "server_error",
+                    &e.to_string(),
+                );
+            }
+        };
+        let name = login_cookie_name(&pending.state);
+        let sealed = serde_json::to_vec(&SealedLogin {
+            login: pending,
+            created_at: now(),
+        })
+        .ok()
+        .and_then(|json| self.config.keys.seal(Purpose::Login, &name, &json).ok());
+        let Some(sealed) = sealed else {
+            return error_response(
+                headers,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "could not start the login",
+            );
+        };
+        let mut response = redirect(url.as_str());
+        // Bound the pending logins of this browser: drop the oldest beyond the limit.
+        let existing: Vec<&str> = request_cookies(headers)
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| k.starts_with(LOGIN_COOKIE_PREFIX))
+            .collect();
+        if existing.len() >= MAX_PENDING_PER_BROWSER {
+            for old in &existing[..existing.len() + 1 - MAX_PENDING_PER_BROWSER] {
+                set_cookie(
+                    &mut response,
+                    format!("{old}={}", self.config.cookie_attributes(0)),
+                );
+            }
+        }
+        set_cookie(
+            &mut response,
+            format!(
+                "{name}={sealed}{}",
+                self.config.cookie_attributes(LOGIN_MAX_AGE)
+            ),
+        );
+        response
+    }
+
+    async fn callback(&self, headers: &HeaderMap, uri: &http::Uri) -> Response {
+        let params = match CallbackParams::from_query(uri.query().unwrap_or("")) {
+            Ok(p) => p,
+            Err(e) => {
+                return error_response(
+                    headers,
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    &e.to_string(),
+                );
+            }
+        };
+        // An IdP error comes back with our state: show it (escaped), never redirect.
+        let Some(state) = params.state.as_deref().filter(|s| !s.is_empty()) else {
+            let description = match &params.error {
+                Some(e) => format!("the provider answered {e}"),
+                None => "the callback has no state".into(),
+            };
+            return error_response(
+                headers,
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                &description,
+            );
+        };
+        let name = login_cookie_name(state);
+        let cookies = request_cookies(headers);
+        let sealed = cookies.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+        let pending = sealed
+            .and_then(|v| self.config.keys.open(Purpose::Login, &name, v).ok())
+            .and_then(|json| serde_json::from_slice::<SealedLogin>(&json).ok())
+            .filter(|s| s.created_at + LOGIN_MAX_AGE > now());
+        let Some(pending) = pending else {
+            return error_response(
+                headers,
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "this sign-in expired, was already used, or started in another browser; please sign in again",
+            );
+        };
+        let login = match self
+            .config
+            .client
+            .handle_callback(&pending.login, &params)
+            .await
+        {
+            Ok(login) => login,
+            Err(e) => {
+                let status = match &e {
+                    ClientError::IdToken(_) => StatusCode::UNAUTHORIZED,
+                    ClientError::OAuth { .. }
+                    | ClientError::Http(_)
+                    | ClientError::BadResponse(_)
+                    | ClientError::NoEndpoint(_) => StatusCode::BAD_GATEWAY,
+                    _ => StatusCode::BAD_REQUEST,
+                };
+                tracing::info!(error = %e, "login callback refused");
+                let mut r = error_response(headers, status, "login_failed", &e.to_string());
+                set_cookie(
+                    &mut r,
+                    format!("{name}={}", self.config.cookie_attributes(0)),
+                );
+                return r;
+            }
+        };
+        let claims = login.id_token.claims();
+        let text = |c: &serde_json::Map<String, Value>, k: &str| {
+            c.get(k).and_then(Value::as_str).map(str::to_owned)
+        };
+        let mut data = SessionData {
+            id: oidcgate_core::client::authorize::random_value(),
+            sub: login.id_token.subject().unwrap_or_default().to_owned(),
+            idp_sid: text(claims, "sid"),
+            email: text(claims, "email"),
+            email_verified: claims.get("email_verified").and_then(Value::as_bool),
+            name: text(claims, "name"),
+            preferred_username: text(claims, "preferred_username"),
+            groups: login
+                .id_token
+                .string_list_claim("groups")
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            id_token: login.tokens.id_token.clone(),
+            created_at: now(),
+            expires_at: now()
+                + i64::try_from(self.config.session_max_age.as_secs()).unwrap_or(86_400),
+        };
+        // DESIGN: when the ID token lacks profile claims, userinfo fills them in once.
+        let lacking = data.email.is_none()
+            || data.name.is_none()
+            || data.preferred_username.is_none()
+            || data.groups.is_empty();
+        if lacking && self.config.client.metadata().userinfo_endpoint.is_some() {
+            match self
+                .config
+                .client
+                .userinfo(&login.tokens.access_token, &data.sub)
+                .await
+            {
+                Ok(info) => {
+                    data.email = data.email.or_else(|| text(&info, "email"));
+                    data.email_verified = data
+                        .email_verified
+                        .or_else(|| info.get("email_verified").and_then(Value::as_bool));
+                    data.name = data.name.or_else(|| text(&info, "name"));
+                    data.preferred_username = data
+                        .preferred_username
+                        .or_else(|| text(&info, "preferred_username"));
+                    if data.groups.is_empty()
+                        && let Some(Value::Array(groups)) = info.get("groups")
+                    {
+                        data.groups = groups
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_owned)
+                            .collect();
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "userinfo failed; the session keeps the ID token's claims")
+                }
+            }
+        }
+        let rd = safe_return_path(pending.login.return_to.as_deref().unwrap_or("/"));
+        let mut response = redirect(&rd);
+        set_cookie(
+            &mut response,
+            format!("{name}={}", self.config.cookie_attributes(0)),
+        );
+        if let Err(e) = self.write_session(&mut response, &data) {
+            return error_response(
+                headers,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "session_too_large",
+                &e,
+            );
+        }
+        response
+    }
+
+    fn write_session(&self, response: &mut Response, data: &SessionData) -> Result<(), String> {
+        let name = self.config.session_cookie();
+        let json = serde_json::to_vec(data).map_err(|e| e.to_string())?;
+        let sealed = self
+            .config
+            .keys
+            .seal(Purpose::Session, name, &json)
+            .map_err(|e| e.to_string())?;
+        let parts = self
+            .chunks
+            .split(name, &sealed)
+            .map_err(|e| e.to_string())?;
+        let max_age = data.expires_at - now();
+        let used = parts.len();
+        for (n, v) in parts {
+            set_cookie(
+                response,
+                format!("{n}={v}{}", self.config.cookie_attributes(max_age)),
+            );
+        }
+        // Expire chunks a previous, larger session left behind.
+        for n in self.chunks.names(name).into_iter().skip(used) {
+            set_cookie(
+                response,
+                format!("{n}={}", self.config.cookie_attributes(0)),
+            );
+        }
+        Ok(())
+    }
+
+    fn logout(&self, headers: &HeaderMap) -> Response {
+        let session = self.session(headers);
+        if let Some(s) = &session {
+            self.revoked.revoke(&s.id, s.expires_at);
+        }
+        let target = self
+            .config
+            .client
+            .end_session_url(
+                session.as_ref().and_then(|s| s.id_token.as_deref()),
+                self.config.post_logout_redirect_uri.as_deref(),
+                None,
+            )
+            .map(|u| u.to_string())
+            .unwrap_or_else(|| "/".into());
+        let mut response = redirect(&target);
+        for n in self.chunks.names(self.config.session_cookie()) {
+            set_cookie(
+                &mut response,
+                format!("{n}={}", self.config.cookie_attributes(0)),
+            );
+        }
+        response
+    }
+}
+
+impl<S, B> Service<Request<B>> for OidcLogin<S>
+where
+    S: Service<Request<B>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let path = request.uri().path();
+            let method = request.method().clone();
+            let config = &shared.config;
+            if path == config.login_path && method == Method::GET {
+                return Ok(shared.login(request.headers(), request.uri()));
+            }
+            if path == shared.callback_path && method == Method::GET {
+                return Ok(shared.callback(request.headers(), request.uri()).await);
+            }
+            if path == config.logout_path && (method == Method::GET || method == Method::POST) {
+                return Ok(shared.logout(request.headers()));
+            }
+            if let Some(session) = shared.session(request.headers()) {
+                request
+                    .extensions_mut()
+                    .insert(SessionUser(Arc::new(session)));
+            }
+            inner.call(request).await
+        })
+    }
+}

@@ -1,0 +1,64 @@
+//! Error answers of the login routes: HTML for browsers (`Accept` lists `text/html`), JSON
+//! `{error, error_description}` otherwise; everything from outside is escaped.
+
+use axum_core::body::Body;
+use axum_core::response::Response;
+use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use serde_json::json;
+
+/// Whether the client is a browser (its `Accept` lists `text/html`).
+pub fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|t| t.trim().starts_with("text/html")))
+}
+
+/// Escapes text for HTML.
+pub fn escape(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '&' => "&amp;".to_owned(),
+            '<' => "&lt;".to_owned(),
+            '>' => "&gt;".to_owned(),
+            '"' => "&quot;".to_owned(),
+            '\'' => "&#39;".to_owned(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// An error page or JSON error.
+pub fn error_response(
+    request: &HeaderMap,
+    status: StatusCode,
+    error: &str,
+    description: &str,
+) -> Response {
+    let (content_type, body) = if wants_html(request) {
+        (
+            "text/html; charset=utf-8",
+            format!(
+                "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sign-in error</title></head>\
+                 <body><h1>Sign-in error</h1><p>{}</p><p><a href=\"/\">Back to the start page</a></p></body></html>",
+                escape(description)
+            ),
+        )
+    } else {
+        (
+            "application/json",
+            json!({"error": error, "error_description": description}).to_string(),
+        )
+    };
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

@@ -1,0 +1,104 @@
+//! What a signed-in session holds, how it is stored in the encrypted cookie, and the
+//! [`SessionUser`] extractor.
+
+use std::sync::Arc;
+
+use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum_core::response::{IntoResponse, Response};
+use http::request::Parts;
+use http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+
+/// The session payload (inside the encrypted cookie). Keep it small: the cookie budget is
+/// 3 × 3,800 bytes.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SessionData {
+    /// Random session id (for revocation at logout).
+    pub id: String,
+    pub sub: String,
+    /// The IdP's `sid`, for back-channel logout.
+    pub idp_sid: Option<String>,
+    pub email: Option<String>,
+    pub email_verified: Option<bool>,
+    pub name: Option<String>,
+    pub preferred_username: Option<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// The ID token, sent back as `id_token_hint` at logout.
+    pub id_token: Option<String>,
+    pub created_at: i64,
+    /// Absolute end (`SESSION_MAX_AGE` after login).
+    pub expires_at: i64,
+}
+
+impl std::fmt::Debug for SessionData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionData")
+            .field("sub", &self.sub)
+            .field("email", &self.email)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The signed-in user of a request (inserted by the login layer when the session is valid).
+#[derive(Debug, Clone)]
+pub struct SessionUser(pub Arc<SessionData>);
+
+impl std::ops::Deref for SessionUser {
+    type Target = SessionData;
+
+    fn deref(&self) -> &SessionData {
+        &self.0
+    }
+}
+
+/// Refusal of the [`SessionUser`] extractor: 401 (the layer that redirects browsers is
+/// [`super::RequireLoginLayer`]).
+#[derive(Debug)]
+pub struct LoginRequired;
+
+impl IntoResponse for LoginRequired {
+    fn into_response(self) -> Response {
+        super::pages::error_response(
+            &HeaderMap::new(),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "login required",
+        )
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for SessionUser {
+    type Rejection = LoginRequired;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<SessionUser>()
+            .cloned()
+            .ok_or(LoginRequired)
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for SessionUser {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<SessionUser>().cloned())
+    }
+}
+
+/// Every `name=value` pair of the request's `Cookie` headers.
+pub fn request_cookies(headers: &HeaderMap) -> Vec<(&str, &str)> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .collect()
+}

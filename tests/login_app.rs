@@ -1,0 +1,306 @@
+//! The `login_app` example (relying-party login with encrypted cookie sessions) against the
+//! built-in IdP, as separate processes over real sockets: login required, the full sign-in,
+//! the session, hostile cookies, single-use pending logins, the `rd` open-redirect defence and
+//! logout.
+
+mod support;
+
+use std::collections::HashMap;
+
+use reqwest::StatusCode;
+use reqwest::header::LOCATION;
+use serde_json::Value;
+use support::browser::{Jar, login};
+use support::{Running, example_path, start_server};
+
+const SECRET: &str = "a-session-secret-of-at-least-32-bytes-long";
+
+struct Setup {
+    _idp: Running,
+    _app: Running,
+    app: String,
+}
+
+async fn setup() -> Setup {
+    let idp = start_server(
+        std::path::Path::new(env!("CARGO_BIN_EXE_oidcgate")),
+        &["idp", "--listen", "127.0.0.1:0"],
+        &[],
+    )
+    .await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let redirect = format!("http://127.0.0.1:{port}/auth/callback");
+    let app = start_server(
+        &example_path("login_app"),
+        &[],
+        &[
+            ("OIDC_ISSUER", idp.base_url.as_str()),
+            ("OIDC_CLIENT_ID", "demo"),
+            ("OIDC_CLIENT_SECRET", "demo-secret"),
+            ("OIDC_REDIRECT_URI", redirect.as_str()),
+            ("SESSION_SECRET", SECRET),
+            ("COOKIE_SECURE", "false"),
+            ("LISTEN_ADDR", listen.as_str()),
+        ],
+    )
+    .await;
+    let base = app.base_url.clone();
+    Setup {
+        _idp: idp,
+        _app: app,
+        app: base,
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn location(r: &reqwest::Response) -> String {
+    r.headers()[LOCATION].to_str().unwrap().to_owned()
+}
+
+/// Runs a whole sign-in starting at `{app}/login?rd=…`; returns the app's final redirect.
+async fn sign_in(http: &reqwest::Client, jar: &mut Jar, app: &str, rd: &str) -> String {
+    let start = http
+        .get(format!("{app}/login?rd={}", urlencode(rd)))
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), StatusCode::FOUND);
+    jar.absorb(start.headers());
+    let authorize = location(&start);
+    let callback = if jar.0.contains_key("oidcgate_idp_session") {
+        // SSO at the IdP: straight back to the app.
+        let r = http
+            .get(&authorize)
+            .header("cookie", jar.header())
+            .send()
+            .await
+            .unwrap();
+        location(&r)
+    } else {
+        let (status, params, body) = login(http, jar, &authorize, "alice", "wonderland").await;
+        assert_eq!(status, 303, "{body}");
+        let mut url = url::Url::parse(&format!("{app}/auth/callback")).unwrap();
+        url.query_pairs_mut().extend_pairs(params.iter());
+        url.to_string()
+    };
+    let done = http
+        .get(&callback)
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        done.status(),
+        StatusCode::FOUND,
+        "{}",
+        done.text().await.unwrap_or_default()
+    );
+    jar.absorb(done.headers());
+    jar.0.insert("last_callback".into(), callback);
+    location(&done)
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[tokio::test]
+async fn sign_in_session_and_logout() {
+    let s = setup().await;
+    let http = client();
+
+    // Login required: browsers are redirected, API clients get 401.
+    let r = http
+        .get(format!("{}/profile", s.app))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND);
+    assert_eq!(location(&r), "/login?rd=%2Fprofile");
+    let r = http.get(format!("{}/api/me", s.app)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "unauthorized");
+
+    let mut jar = Jar::default();
+    let landed = sign_in(&http, &mut jar, &s.app, "/profile").await;
+    assert_eq!(landed, "/profile");
+    assert!(jar.0.keys().any(|k| k == "oidcgate_session"));
+    let cookie = jar.header();
+    let me: Value = http
+        .get(format!("{}/api/me", s.app))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["sub"], "alice");
+    assert_eq!(me["email"], "alice@example.com");
+    assert_eq!(me["groups"], serde_json::json!(["admins", "users"]));
+
+    // The pending login was single-use: replaying the callback is refused (400, no redirect).
+    let replay = jar.0["last_callback"].clone();
+    let r = http
+        .get(&replay)
+        .header("cookie", &cookie)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("Sign-in error"));
+
+    // A tampered session cookie is no session.
+    let session = jar.0["oidcgate_session"].clone();
+    let mut forged = session.clone().into_bytes();
+    let i = forged.len() - 5;
+    forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    let r = http
+        .get(format!("{}/api/me", s.app))
+        .header("cookie", format!("oidcgate_session={forged}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    // Logout: cookies cleared, the provider's end-session with the ID token, and the old
+    // cookie no longer works (the session id is revoked).
+    let r = http
+        .get(format!("{}/logout", s.app))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND);
+    let end = location(&r);
+    assert!(
+        end.contains("/logout?") && end.contains("id_token_hint="),
+        "{end}"
+    );
+    let cleared: Vec<String> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        cleared
+            .iter()
+            .any(|c| c.starts_with("oidcgate_session=;") && c.contains("Max-Age=0")),
+        "{cleared:?}"
+    );
+    let r = http
+        .get(format!("{}/api/me", s.app))
+        .header("cookie", format!("oidcgate_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn return_paths_and_callback_errors() {
+    let s = setup().await;
+    let http = client();
+    let mut jar = Jar::default();
+    // An absolute or scheme-relative rd is replaced by "/".
+    assert_eq!(
+        sign_in(&http, &mut jar, &s.app, "//evil.example/x").await,
+        "/"
+    );
+    assert_eq!(
+        sign_in(&http, &mut jar, &s.app, "https://evil.example/").await,
+        "/"
+    );
+    assert_eq!(
+        sign_in(&http, &mut jar, &s.app, "/%2F%2Fevil.example").await,
+        "/"
+    );
+    assert_eq!(
+        sign_in(&http, &mut jar, &s.app, "/profile?tab=1").await,
+        "/profile?tab=1"
+    );
+
+    // A callback without a pending login, or carrying an IdP error, is a 400 page, escaped.
+    let r = http
+        .get(format!(
+            "{}/auth/callback?error=access_denied&error_description=%3Cscript%3E&state=x",
+            s.app
+        ))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(!r.text().await.unwrap().contains("<script>"));
+    let r = http
+        .get(format!("{}/auth/callback?code=abc", s.app))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_request");
+
+    // Two tabs can sign in at once: each pending login has its own cookie.
+    let mut jar = Jar::default();
+    let a = http
+        .get(format!("{}/login?rd=/a", s.app))
+        .send()
+        .await
+        .unwrap();
+    let b = http
+        .get(format!("{}/login?rd=/b", s.app))
+        .send()
+        .await
+        .unwrap();
+    jar.absorb(a.headers());
+    jar.absorb(b.headers());
+    let pending: HashMap<&String, &String> = jar
+        .0
+        .iter()
+        .filter(|(k, _)| k.starts_with("oidcgate_login."))
+        .collect();
+    assert_eq!(pending.len(), 2);
+}
+
+#[tokio::test]
+async fn missing_settings_exit_2() {
+    let out = tokio::process::Command::new(example_path("login_app"))
+        .env_clear()
+        .env("OIDC_ISSUER", "http://127.0.0.1:1")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("OIDC_CLIENT_ID"));
+    let short = tokio::process::Command::new(example_path("login_app"))
+        .env_clear()
+        .envs([
+            ("OIDC_ISSUER", "http://127.0.0.1:1"),
+            ("OIDC_CLIENT_ID", "x"),
+            ("OIDC_REDIRECT_URI", "http://127.0.0.1:1/cb"),
+            ("SESSION_SECRET", "too-short"),
+        ])
+        .current_dir(std::env::temp_dir())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(short.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&short.stderr).contains("SESSION_SECRET"));
+}
