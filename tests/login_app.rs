@@ -22,17 +22,29 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let idp = start_server(
-        std::path::Path::new(env!("CARGO_BIN_EXE_oidcgate")),
-        &["idp", "--listen", "127.0.0.1:0"],
-        &[],
-    )
-    .await;
+    setup_with(|_| None).await
+}
+
+/// Starts the IdP (with the TOML `idp_config(app_port)` returns, if any) and the app.
+async fn setup_with(idp_config: impl Fn(u16) -> Option<String>) -> Setup {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
+    let mut args = vec!["idp".to_owned(), "--listen".into(), "127.0.0.1:0".into()];
+    if let Some(toml) = idp_config(port) {
+        let path = std::env::temp_dir().join(format!("oidcgate-login-app-{port}.toml"));
+        std::fs::write(&path, toml).unwrap();
+        args.extend(["--config".into(), path.display().to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let idp = start_server(
+        std::path::Path::new(env!("CARGO_BIN_EXE_oidcgate")),
+        &args,
+        &[],
+    )
+    .await;
     let listen = format!("127.0.0.1:{port}");
     let redirect = format!("http://127.0.0.1:{port}/auth/callback");
     let app = start_server(
@@ -303,4 +315,92 @@ async fn missing_settings_exit_2() {
         .unwrap();
     assert_eq!(short.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&short.stderr).contains("SESSION_SECRET"));
+}
+
+#[tokio::test]
+async fn back_channel_logout_ends_the_app_session() {
+    let s = setup_with(|port| {
+        Some(format!(
+            r#"
+[[users]]
+username = "alice"
+password = "wonderland"
+email = "alice@example.com"
+
+[[clients]]
+client_id = "demo"
+client_secret = "demo-secret"
+redirect_uris = ["http://127.0.0.1:4180/auth/callback"]
+backchannel_logout_uri = "http://127.0.0.1:{port}/auth/backchannel-logout"
+"#
+        ))
+    })
+    .await;
+    let http = client();
+    let mut jar = Jar::default();
+    sign_in(&http, &mut jar, &s.app, "/").await;
+    let me = http
+        .get(format!("{}/api/me", s.app))
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), StatusCode::OK);
+
+    // Garbage logout tokens are refused with 400.
+    let r = http
+        .post(format!("{}/auth/backchannel-logout", s.app))
+        .form(&[("logout_token", "a.b.c")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    // The user signs out at the IdP (confirming on its page); the IdP tells the app.
+    let authorize_base = jar.0["last_callback"].clone();
+    let issuer = url::Url::parse(&authorize_base)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "iss")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let page = http
+        .get(format!("{issuer}/logout"))
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    jar.absorb(page.headers());
+    let html = page.text().await.unwrap();
+    let form = [
+        ("csrf", support::browser::field(&html, "csrf")),
+        ("confirm", "1".into()),
+    ];
+    let r = http
+        .post(format!("{issuer}/logout"))
+        .header("cookie", jar.header())
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut status = StatusCode::OK;
+    for _ in 0..50 {
+        status = http
+            .get(format!("{}/api/me", s.app))
+            .header("cookie", jar.header())
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the app session ended by back-channel logout"
+    );
 }

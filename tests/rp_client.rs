@@ -420,3 +420,63 @@ async fn id_token_rejections() {
             .is_err()
     );
 }
+
+/// Back-channel logout tokens (Back-Channel Logout 1.0 §2.6), minted by hand.
+#[tokio::test]
+async fn logout_token_rules() {
+    use oidcgate_core::validate::LogoutTokenValidator;
+    let key = SigningKey::generate(Algorithm::RS256).unwrap();
+    let idp = TestIssuer::start(&[&key]).await;
+    let clock = Arc::new(ManualClock::starting_now());
+    let keys = KeyCache::new(
+        &idp.issuer,
+        KeySource::Discovery,
+        http(),
+        clock.clone(),
+        KeyCacheConfig::default(),
+    );
+    let v = LogoutTokenValidator::new(&idp.issuer, "app", keys, clock);
+    let now = unix(SystemTime::now());
+    let event = json!({"http://schemas.openid.net/event/backchannel-logout": {}});
+    let base = json!({"iss": idp.issuer, "aud": "app", "iat": now, "exp": now + 120, "jti": "j1", "sid": "s1", "events": event});
+    let sign = |c: &Value| key.sign_jwt(Some("logout+jwt"), c).unwrap();
+    let ok = v.validate(&sign(&base)).await.unwrap();
+    assert_eq!(ok.sid.as_deref(), Some("s1"));
+    assert_eq!(
+        v.validate(&sign(&base)).await.unwrap_err(),
+        ValidationError::Replayed
+    );
+    let with = |k: &str, val: Value, jti: &str| {
+        let mut c = base.clone();
+        c[k] = val;
+        c["jti"] = json!(jti);
+        c
+    };
+    let without = |k: &str, jti: &str| {
+        let mut c = base.clone();
+        c.as_object_mut().unwrap().remove(k);
+        c["jti"] = json!(jti);
+        c
+    };
+    for (name, claims) in [
+        (
+            "nonce present (an ID token)",
+            with("nonce", json!("n"), "j2"),
+        ),
+        ("no events", without("events", "j3")),
+        ("wrong event", with("events", json!({"other": {}}), "j4")),
+        ("no sid or sub", without("sid", "j5")),
+        ("other audience", with("aud", json!("other"), "j6")),
+        ("expired", with("exp", json!(now - 600), "j7")),
+        ("empty jti", without("jti", "")),
+    ] {
+        assert!(v.validate(&sign(&claims)).await.is_err(), "{name}");
+    }
+    let id_typed = key
+        .sign_jwt(Some("at+jwt"), &with("jti", json!("j8"), "j8"))
+        .unwrap();
+    assert_eq!(
+        v.validate(&id_typed).await.unwrap_err(),
+        ValidationError::WrongType
+    );
+}

@@ -12,6 +12,8 @@
 //!   token, 502 when the provider fails.
 //! - `/logout` revokes the session id in process, clears the cookies and sends the browser to
 //!   the provider's end-session endpoint when it has one.
+//! - `POST /auth/backchannel-logout` validates the provider's logout token and ends the
+//!   sessions of that IdP `sid` (or of that `sub` started before the token).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -27,6 +29,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use oidcgate_core::client::{CallbackParams, ClientError, OidcClient, PendingLogin};
 use oidcgate_core::jose::b64;
 use oidcgate_core::session::{CookieChunks, Purpose, SessionKeys};
+use oidcgate_core::validate::LogoutTokenValidator;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tower_layer::Layer;
@@ -41,6 +44,8 @@ const LOGIN_MAX_AGE: i64 = 600;
 /// At most this many pending logins per browser.
 const MAX_PENDING_PER_BROWSER: usize = 5;
 const LOGIN_COOKIE_PREFIX: &str = "oidcgate_login.";
+/// Largest form body read (back-channel logout tokens are a few KiB).
+const MAX_FORM_BYTES: usize = 64 * 1024;
 
 /// How the login layer behaves.
 #[derive(Clone)]
@@ -55,6 +60,8 @@ pub struct LoginConfig {
     pub session_max_age: Duration,
     pub login_path: String,
     pub logout_path: String,
+    /// OIDC Back-Channel Logout endpoint (register it at the provider).
+    pub backchannel_logout_path: String,
     /// Where the provider sends the browser after logout (must be registered there).
     pub post_logout_redirect_uri: Option<String>,
 }
@@ -76,6 +83,7 @@ impl LoginConfig {
             session_max_age: Duration::from_secs(86_400),
             login_path: "/login".into(),
             logout_path: "/logout".into(),
+            backchannel_logout_path: "/auth/backchannel-logout".into(),
             post_logout_redirect_uri: None,
         }
     }
@@ -100,10 +108,14 @@ impl LoginConfig {
     }
 }
 
-/// Session ids ended by `/logout` (in process; DESIGN: shared through Redis when configured).
+/// Sessions ended by `/logout` (by session id) and by back-channel logout (by IdP `sid`, or by
+/// `sub` for sessions that started before the logout), kept until such sessions would have
+/// expired anyway. In process; DESIGN: shared through Redis when configured.
 #[derive(Default)]
 struct Revoked {
     ids: Mutex<HashMap<String, i64>>,
+    idp_sids: Mutex<HashMap<String, i64>>,
+    subs: Mutex<HashMap<String, (i64, i64)>>,
 }
 
 impl Revoked {
@@ -116,11 +128,39 @@ impl Revoked {
         ids.insert(id.to_owned(), until);
     }
 
-    fn is_revoked(&self, id: &str) -> bool {
-        self.ids
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(id)
+    fn revoke_idp_session(&self, sid: &str, until: i64) {
+        let mut sids = self.idp_sids.lock().unwrap_or_else(|p| p.into_inner());
+        let now = now();
+        if sids.len() > 100_000 {
+            sids.retain(|_, t| *t > now);
+        }
+        sids.insert(sid.to_owned(), until);
+    }
+
+    fn revoke_subject(&self, sub: &str, before: i64, until: i64) {
+        let mut subs = self.subs.lock().unwrap_or_else(|p| p.into_inner());
+        let now = now();
+        if subs.len() > 100_000 {
+            subs.retain(|_, (_, t)| *t > now);
+        }
+        subs.insert(sub.to_owned(), (before, until));
+    }
+
+    fn is_revoked(&self, session: &SessionData) -> bool {
+        let has = |m: &Mutex<HashMap<String, i64>>, k: &str| {
+            m.lock().unwrap_or_else(|p| p.into_inner()).contains_key(k)
+        };
+        has(&self.ids, &session.id)
+            || session
+                .idp_sid
+                .as_deref()
+                .is_some_and(|sid| has(&self.idp_sids, sid))
+            || self
+                .subs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&session.sub)
+                .is_some_and(|(before, _)| session.created_at <= *before)
     }
 }
 
@@ -135,18 +175,28 @@ struct Shared {
     callback_path: String,
     revoked: Revoked,
     chunks: CookieChunks,
+    logout_tokens: LogoutTokenValidator,
 }
 
 impl OidcLoginLayer {
     pub fn new(config: LoginConfig) -> Self {
         let callback_path = config.callback_path();
+        let client = &config.client;
+        let logout_tokens = LogoutTokenValidator::new(
+            client.issuer(),
+            client.client_id(),
+            client.id_token_validator().keys().clone(),
+            Arc::new(oidcgate_core::clock::SystemClock),
+        );
+        let shared = Shared {
+            config,
+            callback_path,
+            revoked: Revoked::default(),
+            chunks: CookieChunks::default(),
+            logout_tokens,
+        };
         Self {
-            shared: Arc::new(Shared {
-                config,
-                callback_path,
-                revoked: Revoked::default(),
-                chunks: CookieChunks::default(),
-            }),
+            shared: Arc::new(shared),
         }
     }
 }
@@ -230,7 +280,7 @@ impl Shared {
         })?;
         let plaintext = self.config.keys.open(Purpose::Session, name, &value).ok()?;
         let data: SessionData = serde_json::from_slice(&plaintext).ok()?;
-        (data.expires_at > now() && !self.revoked.is_revoked(&data.id)).then_some(data)
+        (data.expires_at > now() && !self.revoked.is_revoked(&data)).then_some(data)
     }
 
     fn login(&self, headers: &HeaderMap, uri: &http::Uri) -> Response {
@@ -463,6 +513,49 @@ impl Shared {
         Ok(())
     }
 
+    /// OIDC Back-Channel Logout §2.5/§2.8: 200 on success, 400 with a JSON error otherwise.
+    async fn backchannel_logout(&self, body: &[u8]) -> Response {
+        let json = HeaderMap::new();
+        let token = url::form_urlencoded::parse(body)
+            .find(|(k, _)| k == "logout_token")
+            .map(|(_, v)| v.into_owned());
+        let Some(token) = token else {
+            return error_response(
+                &json,
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "logout_token is required",
+            );
+        };
+        match self.logout_tokens.validate(&token).await {
+            Ok(request) => {
+                let until =
+                    now() + i64::try_from(self.config.session_max_age.as_secs()).unwrap_or(86_400);
+                if let Some(sid) = &request.sid {
+                    self.revoked.revoke_idp_session(sid, until);
+                } else if let Some(sub) = &request.sub {
+                    self.revoked.revoke_subject(sub, request.iat, until);
+                }
+                tracing::info!(sid = ?request.sid, "back-channel logout");
+                let mut r = Response::new(Body::empty());
+                r.headers_mut().insert(
+                    http::header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-store"),
+                );
+                r
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "back-channel logout token refused");
+                error_response(
+                    &json,
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    &e.to_string(),
+                )
+            }
+        }
+    }
+
     fn logout(&self, headers: &HeaderMap) -> Response {
         let session = self.session(headers);
         if let Some(s) = &session {
@@ -493,7 +586,9 @@ impl<S, B> Service<Request<B>> for OidcLogin<S>
 where
     S: Service<Request<B>, Response = Response> + Clone + Send + 'static,
     S::Future: Send + 'static,
-    B: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
 {
     type Response = Response;
     type Error = S::Error;
@@ -519,6 +614,19 @@ where
             }
             if path == config.logout_path && (method == Method::GET || method == Method::POST) {
                 return Ok(shared.logout(request.headers()));
+            }
+            if path == config.backchannel_logout_path && method == Method::POST {
+                use http_body_util::BodyExt as _;
+                let limited = http_body_util::Limited::new(request.into_body(), MAX_FORM_BYTES);
+                return Ok(match limited.collect().await {
+                    Ok(collected) => shared.backchannel_logout(&collected.to_bytes()).await,
+                    Err(_) => error_response(
+                        &HeaderMap::new(),
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "invalid_request",
+                        "body too large",
+                    ),
+                });
             }
             if let Some(session) = shared.session(request.headers()) {
                 request

@@ -43,6 +43,8 @@ pub enum ValidationError {
     AuthTimeTooOld,
     #[error("ID token is for another subject than the session")]
     SubjectMismatch,
+    #[error("token was already used (replay)")]
+    Replayed,
     #[error("{0}")]
     KeysUnavailable(#[from] KeyCacheError),
 }
@@ -79,6 +81,7 @@ impl ValidationError {
             Self::AzpMismatch | Self::UntrustedAudience => "aud",
             Self::AuthTimeTooOld => "auth_time",
             Self::SubjectMismatch => "sub",
+            Self::Replayed => "jti",
             Self::KeysUnavailable(_) => "keys",
         }
     }
