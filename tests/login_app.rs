@@ -404,3 +404,86 @@ backchannel_logout_uri = "http://127.0.0.1:{port}/auth/backchannel-logout"
         "the app session ended by back-channel logout"
     );
 }
+
+/// `response_mode=form_post` with secure cookies, the layer in process (the library API).
+#[tokio::test]
+async fn form_post_callback_with_secure_cookies() {
+    use std::sync::Arc;
+
+    use axum::routing::get;
+    use oidcgate_axum::login::{LoginConfig, OidcLoginLayer, SessionUser};
+    use oidcgate_core::client::{ClientConfig, OidcClient};
+    use oidcgate_core::http::ReqwestClient;
+    use oidcgate_core::session::SessionKeys;
+
+    let idp = start_server(
+        std::path::Path::new(env!("CARGO_BIN_EXE_oidcgate")),
+        &["idp", "--listen", "127.0.0.1:0"],
+        &[],
+    )
+    .await;
+    let http_client = Arc::new(ReqwestClient::new(Default::default()).unwrap());
+    let oidc = Arc::new(
+        OidcClient::discover(
+            ClientConfig::confidential(&idp.base_url, "demo", "demo-secret"),
+            http_client,
+        )
+        .await
+        .unwrap(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app_url = format!("http://{}", listener.local_addr().unwrap());
+    let keys = Arc::new(SessionKeys::new(SECRET.as_bytes(), &[]).unwrap());
+    let mut config = LoginConfig::new(oidc, format!("{app_url}/auth/callback"), keys);
+    config.form_post = true; // cookie_secure stays true: __Host- cookies, SameSite=None login cookie
+    let app = axum::Router::new()
+        .route("/me", get(|u: SessionUser| async move { u.sub.clone() }))
+        .layer(OidcLoginLayer::new(config));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let http = client();
+    let mut jar = Jar::default();
+    let start = http
+        .get(format!("{app_url}/login?rd=/me"))
+        .send()
+        .await
+        .unwrap();
+    let set_cookie = start.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        set_cookie.contains("SameSite=None") && set_cookie.contains("Secure"),
+        "{set_cookie}"
+    );
+    jar.absorb(start.headers());
+    let authorize = location(&start);
+    assert!(authorize.contains("response_mode=form_post"));
+    // The IdP answers with an auto-submitting form instead of a redirect.
+    let (status, _, page) = login(&http, &mut jar, &authorize, "alice", "wonderland").await;
+    assert_eq!(status, StatusCode::OK);
+    let form: Vec<(String, String)> = ["code", "state", "iss"]
+        .iter()
+        .map(|f| ((*f).to_owned(), support::browser::field(&page, f)))
+        .collect();
+    let done = http
+        .post(format!("{app_url}/auth/callback"))
+        .header("cookie", jar.header())
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        done.status(),
+        StatusCode::FOUND,
+        "{}",
+        done.text().await.unwrap_or_default()
+    );
+    assert_eq!(location(&done), "/me");
+    jar.absorb(done.headers());
+    assert!(jar.0.contains_key("__Host-oidcgate_session"));
+    let me = http
+        .get(format!("{app_url}/me"))
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.text().await.unwrap(), "alice");
+}

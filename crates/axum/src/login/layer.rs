@@ -64,6 +64,9 @@ pub struct LoginConfig {
     pub backchannel_logout_path: String,
     /// Where the provider sends the browser after logout (must be registered there).
     pub post_logout_redirect_uri: Option<String>,
+    /// Ask for `response_mode=form_post` (used only with secure cookies: the pending-login
+    /// cookie must then be `SameSite=None`, which browsers accept only with `Secure`).
+    pub form_post: bool,
 }
 
 impl LoginConfig {
@@ -85,6 +88,7 @@ impl LoginConfig {
             logout_path: "/logout".into(),
             backchannel_logout_path: "/auth/backchannel-logout".into(),
             post_logout_redirect_uri: None,
+            form_post: false,
         }
     }
 
@@ -99,6 +103,20 @@ impl LoginConfig {
     fn cookie_attributes(&self, max_age: i64) -> String {
         let secure = if self.cookie_secure { "; Secure" } else { "" };
         format!("; Path=/; HttpOnly; SameSite=Lax{secure}; Max-Age={max_age}")
+    }
+
+    fn uses_form_post(&self) -> bool {
+        self.form_post && self.cookie_secure
+    }
+
+    /// Pending-login cookies: `SameSite=None` with form_post, whose callback is a cross-site
+    /// POST that a `Lax` cookie would not accompany.
+    fn login_cookie_attributes(&self, max_age: i64) -> String {
+        if self.uses_form_post() {
+            format!("; Path=/; HttpOnly; SameSite=None; Secure; Max-Age={max_age}")
+        } else {
+            self.cookie_attributes(max_age)
+        }
     }
 
     fn callback_path(&self) -> String {
@@ -289,8 +307,13 @@ impl Shared {
             .config
             .client
             .authorization_request(self.config.redirect_uri.clone(), self.config.scopes.clone())
-            .return_to(rd)
-            .build();
+            .return_to(rd);
+        let built = if self.config.uses_form_post() {
+            built.form_post()
+        } else {
+            built
+        }
+        .build();
         let (url, pending) = match built {
             Ok(v) => v,
             Err(e) => {
@@ -336,14 +359,18 @@ impl Shared {
             &mut response,
             format!(
                 "{name}={sealed}{}",
-                self.config.cookie_attributes(LOGIN_MAX_AGE)
+                self.config.login_cookie_attributes(LOGIN_MAX_AGE)
             ),
         );
         response
     }
 
-    async fn callback(&self, headers: &HeaderMap, uri: &http::Uri) -> Response {
-        let params = match CallbackParams::from_query(uri.query().unwrap_or("")) {
+    async fn callback(
+        &self,
+        headers: &HeaderMap,
+        params: Result<CallbackParams, ClientError>,
+    ) -> Response {
+        let params = match params {
             Ok(p) => p,
             Err(e) => {
                 return error_response(
@@ -610,7 +637,28 @@ where
                 return Ok(shared.login(request.headers(), request.uri()));
             }
             if path == shared.callback_path && method == Method::GET {
-                return Ok(shared.callback(request.headers(), request.uri()).await);
+                let params = CallbackParams::from_query(request.uri().query().unwrap_or(""));
+                return Ok(shared.callback(request.headers(), params).await);
+            }
+            if path == shared.callback_path && method == Method::POST {
+                // response_mode=form_post: the same parameters in a form body.
+                use http_body_util::BodyExt as _;
+                let headers = request.headers().clone();
+                let limited = http_body_util::Limited::new(request.into_body(), MAX_FORM_BYTES);
+                let params = match limited.collect().await {
+                    Ok(collected) => {
+                        let body = collected.to_bytes();
+                        let pairs: Vec<(String, String)> =
+                            url::form_urlencoded::parse(&body).into_owned().collect();
+                        CallbackParams::from_pairs(
+                            pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                        )
+                    }
+                    Err(_) => Err(ClientError::BadResponse(
+                        "the callback body is too large".into(),
+                    )),
+                };
+                return Ok(shared.callback(&headers, params).await);
             }
             if path == config.logout_path && (method == Method::GET || method == Method::POST) {
                 return Ok(shared.logout(request.headers()));
