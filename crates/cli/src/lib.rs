@@ -1,10 +1,11 @@
 //! The `oidcgate` command line (DESIGN §4). Subcommands land with their issues; this release
-//! has `idp` and `inspect`. Exit codes: 0 ok; 2 bad configuration, usage, or input that is not a JWS;
+//! has `idp`, `token` and `inspect`. Exit codes: 0 ok; 2 bad configuration, usage, or input that is not a JWS;
 //! 1 runtime failure or a failed check.
 
 mod idp;
 mod inspect;
 mod timefmt;
+mod token;
 
 use std::process::ExitCode;
 
@@ -22,6 +23,8 @@ struct Cli {
 enum Command {
     /// Run the development OpenID Provider (demo users and clients unless --config).
     Idp(idp::Args),
+    /// Get, refresh, revoke or introspect tokens (client credentials, device, login).
+    Token(token::Args),
     /// Decode a JWT, and with --issuer verify it against the issuer's keys.
     Inspect(inspect::Args),
 }
@@ -72,6 +75,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Idp(args) => idp::run(args).await,
             Command::Inspect(args) => inspect::run(args).await,
+            Command::Token(args) => token::run(args).await,
         }
     });
     outcome.into()
