@@ -171,6 +171,68 @@ impl<'de> Visitor<'de> for NameVisitor {
     }
 }
 
+/// Skips a value as strictly as building it would check it: strings are decoded (UTF-8, no
+/// lone surrogates), numbers parsed (in range) and nesting counted by serde_json's depth
+/// limit. serde's `IgnoredAny` checks none of these, which would let a signed token validate
+/// while its full claim map later failed to build.
+struct Strict;
+
+impl<'de> de::DeserializeSeed<'de> for Strict {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(StrictVisitor)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        if v.is_finite() {
+            Ok(())
+        } else {
+            Err(E::custom("number out of range"))
+        }
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Strict)?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key_seed(Strict)?.is_some() {
+            map.next_value_seed(Strict)?;
+        }
+        Ok(())
+    }
+}
+
 /// FNV-1a: a cheap fingerprint so the duplicate check mostly compares integers.
 fn fingerprint(name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
@@ -198,7 +260,7 @@ impl<'de, S: AsRef<str>> Visitor<'de> for ScanVisitor<'_, S> {
             match self.names.iter().position(|n| n.as_ref() == name) {
                 Some(index) => values[index] = Some(access.next_value()?),
                 None => {
-                    access.next_value::<de::IgnoredAny>()?;
+                    access.next_value_seed(Strict)?;
                 }
             }
             seen.push((print, name));
@@ -250,5 +312,30 @@ mod scan_tests {
                 "{bad:?}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod strict_tests {
+    use super::*;
+
+    #[test]
+    fn skipped_members_are_checked_as_strictly_as_the_full_parse() {
+        let deep = format!("{{\"x\":{}1{}}}", "[".repeat(200), "]".repeat(200));
+        let cases: [Vec<u8>; 4] = [
+            br#"{"a":1,"x":1e400}"#.to_vec(),
+            br#"{"a":1,"x":"\ud800"}"#.to_vec(),
+            b"{\"a\":1,\"x\":\"\xff\"}".to_vec(),
+            deep.into_bytes(),
+        ];
+        for hostile in cases {
+            let shown = String::from_utf8_lossy(&hostile).into_owned();
+            assert!(scan_object(&hostile, &["a"]).is_err(), "{shown}");
+            assert!(parse_object(&hostile).is_err(), "{shown}");
+        }
+        // Ordinary nested values still pass, and the full parse agrees.
+        let fine = br#"{"a":1,"x":{"y":[1,2.5,"s",null,true,{"z":"\u00e9"}]}}"#;
+        assert!(scan_object(fine, &["a"]).is_ok());
+        assert!(parse_object(fine).is_ok());
     }
 }
