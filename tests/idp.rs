@@ -700,6 +700,10 @@ username = "alice"
 password = "wonderland"
 email = "alice@example.com"
 
+[[users]]
+username = "bob"
+password = "builder"
+
 [[clients]]
 client_id = "app"
 client_secret = "app-secret"
@@ -749,6 +753,47 @@ backchannel_logout_uri = "{receiver}"
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+    // Someone else's ID token (bob's) as the hint: the IdP asks instead of signing alice out.
+    let mut bob_jar = Jar::default();
+    let (bob_verifier, bob_challenge) = pkce();
+    let (_, bob_params, _) = login(
+        &http,
+        &mut bob_jar,
+        &authorize_url(issuer, "app", Some(&bob_challenge), &[]),
+        "bob",
+        "builder",
+    )
+    .await;
+    let bob_form = [
+        ("grant_type", "authorization_code"),
+        ("code", bob_params["code"].as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", &bob_verifier),
+    ];
+    let (_, bob_tokens) = token(&http, issuer, ("app", Some("app-secret")), &bob_form).await;
+    let r = http
+        .get(format!("{issuer}/logout"))
+        .query(&[("id_token_hint", bob_tokens["id_token"].as_str().unwrap())])
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("Sign out of the oidcgate development IdP?")
+    );
+    // An access token is no id_token_hint.
+    let r = http
+        .get(format!("{issuer}/logout"))
+        .query(&[("id_token_hint", tokens["access_token"].as_str().unwrap())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
     // Without a hint: a confirmation page, nothing ended yet.
     let r = http
         .get(format!("{issuer}/logout"))

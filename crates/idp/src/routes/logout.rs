@@ -25,10 +25,25 @@ type Params = HashMap<String, String>;
 /// The event that marks a logout token (Back-Channel Logout §2.4).
 pub const LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
-/// Reads an `id_token_hint`: our signature and issuer; expiry is not required (the RP may log
-/// out long after the token expired). Returns (client_id, sid).
-fn read_hint(idp: &crate::Idp, hint: &str) -> Option<(String, Option<String>)> {
+/// What an `id_token_hint` says about whom to sign out.
+struct Hint {
+    client_id: String,
+    sid: Option<String>,
+    sub: Option<String>,
+}
+
+/// Reads an `id_token_hint`: an ID token of ours (our signature and issuer, not an access or
+/// logout token, issued to a registered client); expiry is not required (the RP may log out
+/// long after the token expired).
+fn read_hint(idp: &crate::Idp, hint: &str) -> Option<Hint> {
     let jwt = UnverifiedJwt::parse(hint).ok()?;
+    if jwt
+        .header()
+        .typ()
+        .is_some_and(|t| !t.eq_ignore_ascii_case("JWT"))
+    {
+        return None;
+    }
     let allowed: AlgorithmSet = [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA]
         .into_iter()
         .collect();
@@ -40,15 +55,18 @@ fn read_hint(idp: &crate::Idp, hint: &str) -> Option<(String, Option<String>)> {
     if claims.get("iss").and_then(Value::as_str) != Some(idp.issuer.as_str()) {
         return None;
     }
-    let aud = match claims.get("aud") {
+    let client_id = match claims.get("aud") {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Array(a)) => a.first()?.as_str()?.to_owned(),
         _ => return None,
     };
-    Some((
-        aud,
-        claims.get("sid").and_then(Value::as_str).map(str::to_owned),
-    ))
+    idp.directory.client(&client_id)?;
+    let text = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_owned);
+    Some(Hint {
+        client_id,
+        sid: text("sid"),
+        sub: text("sub"),
+    })
 }
 
 /// Where to send the user afterwards: a registered `post_logout_redirect_uri`, with `state`.
@@ -114,13 +132,13 @@ fn end_session(idp: AppState, headers: HeaderMap, params: Params) -> Response {
         None => None,
     };
     let client_id = match (&hinted, params.get("client_id")) {
-        (Some((aud, _)), Some(id)) if aud != id => {
+        (Some(h), Some(id)) if h.client_id != *id => {
             return error_page(
                 StatusCode::BAD_REQUEST,
                 "client_id does not match the id_token_hint.",
             );
         }
-        (Some((aud, _)), _) => Some(aud.clone()),
+        (Some(h), _) => Some(h.client_id.clone()),
         (None, id) => id.cloned(),
     };
     let target = match destination(&idp, client_id.as_deref(), &params) {
@@ -133,11 +151,23 @@ fn end_session(idp: AppState, headers: HeaderMap, params: Params) -> Response {
             .is_some_and(|(c, f)| {
                 !f.is_empty() && verify_slices_are_equal(c.as_bytes(), f.as_bytes()).is_ok()
             });
-    if hinted.is_none() && !confirmed {
+    let key = cookie(&headers, SESSION_COOKIE).map(hash_token);
+    let session = key.and_then(|k| idp.store.session(&k));
+    // Sign out without asking only when the hint names this very session (RP-Initiated
+    // Logout §2): anyone can hold *some* ID token of this IdP, and a third-party page must not
+    // be able to end the user's session with it.
+    let hint_is_this_session = match (&hinted, &session) {
+        (Some(h), Some(s)) => match &h.sid {
+            Some(sid) => *sid == s.sid,
+            None => h.sub.as_deref() == Some(s.sub.as_str()),
+        },
+        _ => false,
+    };
+    if session.is_some() && !hint_is_this_session && !confirmed {
         return confirm_page(&idp.issuer, &params);
     }
-    if let Some(secret) = cookie(&headers, SESSION_COOKIE)
-        && let Some(session) = idp.store.end_session(&hash_token(secret))
+    if let Some(key) = key
+        && let Some(session) = idp.store.end_session(&key)
     {
         idp.store.revoke_for_session(&session.sid);
         notify_clients(&idp, &session.sid, &session);
@@ -158,16 +188,21 @@ fn end_session(idp: AppState, headers: HeaderMap, params: Params) -> Response {
 
 fn confirm_page(issuer: &str, params: &Params) -> Response {
     let csrf = random_token();
-    let keep: String = ["post_logout_redirect_uri", "state", "client_id"]
-        .iter()
-        .filter_map(|k| params.get(*k).map(|v| (k, v)))
-        .map(|(k, v)| {
-            format!(
-                "<input type=\"hidden\" name=\"{k}\" value=\"{}\">",
-                escape(v)
-            )
-        })
-        .collect();
+    let keep: String = [
+        "post_logout_redirect_uri",
+        "state",
+        "client_id",
+        "id_token_hint",
+    ]
+    .iter()
+    .filter_map(|k| params.get(*k).map(|v| (k, v)))
+    .map(|(k, v)| {
+        format!(
+            "<input type=\"hidden\" name=\"{k}\" value=\"{}\">",
+            escape(v)
+        )
+    })
+    .collect();
     let body = format!(
         "<p>Sign out of the oidcgate development IdP?</p><form method=\"post\" action=\"{}/logout\">{keep}\
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><button type=\"submit\" name=\"confirm\" value=\"1\">Sign out</button></form>",
