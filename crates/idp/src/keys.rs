@@ -29,6 +29,8 @@ pub struct KeySnapshot {
     verify: JwkSet,
     jwks: Value,
     version: i64,
+    /// When the next retired key leaves the JWKS (the snapshot must be rebuilt then).
+    next_expiry: Option<Timestamp>,
 }
 
 impl KeySnapshot {
@@ -73,6 +75,11 @@ fn parse_stored(k: &StoredKey) -> Option<SigningKey> {
 /// Builds a snapshot: the newest unretired key per algorithm signs; keys retired less than
 /// [`RETIRED_KEY_RETENTION`] ago are still published.
 fn snapshot(keys: Vec<(StoredKey, SigningKey)>, now: Timestamp, version: i64) -> KeySnapshot {
+    let next_expiry = keys
+        .iter()
+        .filter_map(|(s, _)| s.retired_at.map(|at| at + RETIRED_KEY_RETENTION))
+        .filter(|until| *until > now)
+        .min();
     let published: Vec<(StoredKey, Arc<SigningKey>)> = keys
         .into_iter()
         .filter(|(s, _)| {
@@ -99,6 +106,7 @@ fn snapshot(keys: Vec<(StoredKey, SigningKey)>, now: Timestamp, version: i64) ->
         verify,
         jwks,
         version,
+        next_expiry,
     }
 }
 
@@ -144,10 +152,13 @@ impl KeyRing {
         })
     }
 
-    /// Reloads from the store when its keys changed since the last load; true if they did.
+    /// Reloads from the store when its keys changed since the last load or a retired key's
+    /// retention ended; true if the published keys were rebuilt.
     pub fn reload(&self, store: &dyn Store, now: Timestamp) -> Result<bool, KeyError> {
         let version = store.keys_version()?;
-        if version == self.snapshot().version {
+        let current = self.snapshot();
+        // Rebuild when the stored keys changed, or when a retired key's retention ran out.
+        if version == current.version && current.next_expiry.is_none_or(|at| now < at) {
             return Ok(false);
         }
         let keys = store
@@ -197,5 +208,40 @@ impl KeyRing {
     /// The public JWK Set document.
     pub fn jwks(&self) -> Value {
         self.snapshot().jwks.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SqliteStore;
+
+    #[test]
+    fn retired_keys_leave_the_jwks_after_their_retention() {
+        let dir = std::env::temp_dir().join(format!("oidcgate-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = SqliteStore::open(dir.join("k.db").to_str().unwrap()).unwrap();
+        let t0 = 1_000_000;
+        let ring = KeyRing::load_or_create(&store, t0).unwrap();
+        assert_eq!(ring.jwks()["keys"].as_array().unwrap().len(), 3);
+        KeyRing::rotate(&store, t0 + 10).unwrap();
+        assert!(ring.reload(&store, t0 + 20).unwrap());
+        assert_eq!(
+            ring.jwks()["keys"].as_array().unwrap().len(),
+            6,
+            "old keys still published"
+        );
+        assert!(!ring.reload(&store, t0 + 30).unwrap(), "nothing changed");
+        assert!(
+            ring.reload(&store, t0 + 10 + RETIRED_KEY_RETENTION)
+                .unwrap(),
+            "retention ended"
+        );
+        assert_eq!(
+            ring.jwks()["keys"].as_array().unwrap().len(),
+            3,
+            "retired keys gone"
+        );
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
