@@ -1044,3 +1044,32 @@ mod example {
         assert!(String::from_utf8_lossy(&out.stderr).contains("OIDC_AUDIENCE"));
     }
 }
+
+#[tokio::test]
+async fn key_replaced_under_the_same_kid_invalidates_cached_tokens() {
+    let old = SigningKey::generate(Algorithm::ES256)
+        .unwrap()
+        .with_kid("main");
+    let new = SigningKey::generate(Algorithm::ES256)
+        .unwrap()
+        .with_kid("main");
+    let idp = TestIssuer::start(&[&old]).await;
+    let clock = clock();
+    let v = build(&idp, &clock, |p| p, true);
+    let token = mint(&old, &claims(&idp.issuer, AUD, clock.now_time()));
+    assert!(v.validate(&token).await.is_ok());
+    idp.set_keys(&[&new]);
+    clock.advance(Duration::from_secs(6));
+    let stranger = SigningKey::generate(Algorithm::ES256).unwrap();
+    let _ = v
+        .validate(&mint(
+            &stranger,
+            &claims(&idp.issuer, AUD, clock.now_time()),
+        ))
+        .await;
+    assert_eq!(idp.jwks_hits(), 2, "refetched");
+    assert_eq!(
+        v.validate(&token).await.unwrap_err(),
+        ValidationError::Jose(JoseError::BadSignature)
+    );
+}

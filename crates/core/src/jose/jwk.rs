@@ -36,6 +36,9 @@ pub struct VerifyingKey {
     /// The JWK's `alg` when it named one: then this is the only algorithm it verifies.
     alg: Option<Algorithm>,
     parsed: Vec<(Algorithm, ParsedPublicKey)>,
+    /// SHA-256 over `kid` and the public key (SubjectPublicKeyInfo): identifies the key itself,
+    /// so a key replaced under the same `kid` is a different key.
+    fingerprint: [u8; 32],
 }
 
 impl fmt::Debug for VerifyingKey {
@@ -169,12 +172,25 @@ impl VerifyingKey {
                 .map_err(|()| invalid(format!("key rejected for {alg}")))?;
             parsed.push((alg, key));
         }
+        let mut material = kid.clone().unwrap_or_default().into_bytes();
+        material.push(0);
+        material.extend_from_slice(parsed.first().map(|(_, k)| k.as_ref()).unwrap_or_default());
+        let mut fingerprint = [0u8; 32];
+        fingerprint.copy_from_slice(
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &material).as_ref(),
+        );
         Ok(Self {
             kid,
             kind,
             alg,
             parsed,
+            fingerprint,
         })
+    }
+
+    /// A fingerprint of `kid` and the public key.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        self.fingerprint
     }
 
     /// The key id.

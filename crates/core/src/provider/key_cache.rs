@@ -329,11 +329,15 @@ impl KeyCache {
                     config.max_refresh.max(config.min_refresh),
                 );
                 let previous = self.current();
-                if let Some(previous) = &previous
-                    && previous.keys.kids().any(|kid| !keys.contains_kid(kid))
-                {
-                    self.inner.removal_epoch.fetch_add(1, Ordering::AcqRel);
-                }
+                // A key withdrawn, or replaced under the same kid, makes cached results stale.
+                let withdrawn = previous.as_ref().is_some_and(|p| {
+                    let now: std::collections::HashSet<[u8; 32]> =
+                        keys.keys().iter().map(|k| k.fingerprint()).collect();
+                    p.keys
+                        .keys()
+                        .iter()
+                        .any(|k| !now.contains(&k.fingerprint()))
+                });
                 for skipped in keys.skipped() {
                     tracing::warn!(issuer = %self.inner.issuer, "JWKS key skipped: {skipped}");
                 }
@@ -354,6 +358,10 @@ impl KeyCache {
                     .current
                     .write()
                     .unwrap_or_else(|p| p.into_inner()) = Some(snapshot.clone());
+                // After publishing: whoever sees the new epoch also sees the new keys.
+                if withdrawn {
+                    self.inner.removal_epoch.fetch_add(1, Ordering::AcqRel);
+                }
                 state.last_error = None;
                 Ok(snapshot)
             }

@@ -1,0 +1,93 @@
+//! npm `oidc-provider` (an OpenID Certified OP library) as an independent IdP for tests:
+//! starting tests/peers/oidc_provider.mjs and signing in through its login form.
+//!
+//! The peer has the demo users (`alice` / `wonderland`, `bob` / `builder`) and clients (`demo`,
+//! `demo-public`, `demo-service`); see the script's header for its environment settings. Its
+//! access tokens are opaque unless the request names the resource indicator [`API_RESOURCE`]
+//! (`resource=` in the authorization, device or client-credentials request): then they are
+//! RFC 9068 `at+jwt` JWTs whose `aud` is [`API_AUDIENCE`].
+
+use std::path::Path;
+
+use reqwest::header::{COOKIE, LOCATION};
+
+use super::browser::Jar;
+use super::peers::{ensure_node_modules, peers_dir, require_tool};
+use super::{Running, start_server};
+
+/// The resource indicator (RFC 8707) that yields JWT access tokens.
+pub const API_RESOURCE: &str = "urn:demo-api";
+/// The `aud` of those JWT access tokens.
+pub const API_AUDIENCE: &str = "demo-api";
+
+/// Starts the peer on a free loopback port (installing tests/peers' npm packages first when
+/// needed); its issuer is the returned `base_url` (`http://127.0.0.1:PORT`).
+pub async fn start_oidc_provider(envs: &[(&str, &str)]) -> Running {
+    require_tool("node");
+    let dir = peers_dir();
+    ensure_node_modules(&dir, &["oidc-provider"]);
+    let script = dir.join("oidc_provider.mjs");
+    let peer = start_server(Path::new("node"), &[script.to_str().unwrap()], envs).await;
+    assert!(
+        peer.base_url.starts_with("http://127.0.0.1:"),
+        "unexpected issuer {}",
+        peer.base_url
+    );
+    peer
+}
+
+/// An HTTP client for [`provider_login`]: it must not follow redirects itself.
+pub fn no_redirect_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Follows an authorization (or device) flow from `authorize_url` the way a browser would,
+/// signing in as `user` on the peer's login form when it appears, and returns the first redirect
+/// that leaves the provider (the client's redirect URI with `code` or `error`). Consent is
+/// granted by the peer without a page. `http` must not follow redirects (see
+/// [`no_redirect_client`]); `jar` keeps the provider's cookies, so a second call reuses its SSO
+/// session. Panics when the password is refused or the flow ends on a page.
+pub async fn provider_login(
+    http: &reqwest::Client,
+    jar: &mut Jar,
+    authorize_url: &str,
+    user: &str,
+    password: &str,
+) -> String {
+    let origin = url::Url::parse(authorize_url).unwrap().origin();
+    let mut url = url::Url::parse(authorize_url).unwrap();
+    let mut form: Option<[(&str, &str); 2]> = None;
+    for _ in 0..12 {
+        let request = match form.take() {
+            Some(fields) => http.post(url.clone()).form(&fields),
+            None => http.get(url.clone()),
+        };
+        let response = request.header(COOKIE, jar.header()).send().await.unwrap();
+        jar.absorb(response.headers());
+        let status = response.status();
+        if let Some(location) = response.headers().get(LOCATION) {
+            url = url.join(location.to_str().unwrap()).unwrap();
+            if url.origin() != origin {
+                return url.into();
+            }
+            continue;
+        }
+        let html = response.text().await.unwrap();
+        assert!(
+            !html.contains("Wrong username or password"),
+            "{user}'s password was refused"
+        );
+        let action = html
+            .split("action=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .filter(|a| a.starts_with("/interaction/"))
+            .unwrap_or_else(|| panic!("{status} at {url} is not the login form:\n{html}"));
+        url = url.join(action).unwrap();
+        form = Some([("username", user), ("password", password)]);
+    }
+    panic!("too many redirects from {authorize_url}");
+}
