@@ -372,6 +372,24 @@ async fn at_jwt_profile_and_scopes() {
         v.validate(&mint(&key, &c)).await.unwrap_err(),
         ValidationError::InvalidClaim("scp".into())
     );
+    // Without the profile required, a typ that names another kind of token is still refused.
+    let lax = build(&idp, &clock, |p| p, false);
+    let c = claims(&idp.issuer, AUD, clock.now_time());
+    for typ in ["logout+jwt", "id_token+jwt", "secevent+jwt"] {
+        assert_eq!(
+            lax.validate(&key.sign_jwt(Some(typ), &c).unwrap())
+                .await
+                .unwrap_err(),
+            ValidationError::WrongType,
+            "{typ}"
+        );
+    }
+    assert!(
+        lax.validate(&key.sign_jwt(Some("JWT"), &c).unwrap())
+            .await
+            .is_ok()
+    );
+    assert!(lax.validate(&key.sign_jwt(None, &c).unwrap()).await.is_ok());
     // Required claims are configurable.
     let strict = build(
         &idp,

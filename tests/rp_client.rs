@@ -215,11 +215,20 @@ async fn callback_checks() {
         .unwrap_err();
     assert_eq!(again.oauth_error(), Some("invalid_grant"));
 
-    let error =
-        CallbackParams::from_query("error=access_denied&error_description=nope&state=x").unwrap();
+    let error = CallbackParams::from_query(&format!(
+        "error=access_denied&error_description=nope&state=x&iss={}",
+        url::form_urlencoded::byte_serialize(issuer.as_bytes()).collect::<String>()
+    ))
+    .unwrap();
     assert!(matches!(
         client.handle_callback(&pending, &error).await,
         Err(ClientError::Authorization { .. })
+    ));
+    // RFC 9207 §2.4: an error response without the advertised iss is refused as a mix-up.
+    let error = CallbackParams::from_query("error=access_denied&state=x").unwrap();
+    assert!(matches!(
+        client.handle_callback(&pending, &error).await,
+        Err(ClientError::IssuerMismatch)
     ));
     assert!(
         CallbackParams::from_query("code=a&code=b").is_err(),

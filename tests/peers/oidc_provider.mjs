@@ -318,7 +318,7 @@ await new Promise((resolve, reject) => {
 const issuer = `http://127.0.0.1:${server.address().port}`;
 const provider = new Provider(issuer, configuration());
 provider.on('server_error', (ctx, err) => console.error('server_error', err));
-provider.on('backchannel.error', (client, err) => console.error('backchannel.error', client.clientId, err));
+provider.on('backchannel.error', (ctx, err, client) => console.error('backchannel.error', client.clientId, err));
 const callback = provider.callback();
 
 server.on('request', (req, res) => {

@@ -259,6 +259,14 @@ impl OidcClient {
         pending: &PendingLogin,
         callback: &CallbackParams,
     ) -> Result<Login, ClientError> {
+        // RFC 9207 §2.4: the issuer is checked on error responses too.
+        match &callback.iss {
+            Some(iss) if *iss != self.config.issuer => return Err(ClientError::IssuerMismatch),
+            None if self.metadata.authorization_response_iss_parameter_supported => {
+                return Err(ClientError::IssuerMismatch);
+            }
+            _ => {}
+        }
         if let Some(error) = &callback.error {
             return Err(ClientError::Authorization {
                 error: error.chars().take(100).collect(),
@@ -271,13 +279,6 @@ impl OidcClient {
         let state = callback.state.as_deref().unwrap_or("");
         if verify_slices_are_equal(state.as_bytes(), pending.state.as_bytes()).is_err() {
             return Err(ClientError::StateMismatch);
-        }
-        match &callback.iss {
-            Some(iss) if *iss != self.config.issuer => return Err(ClientError::IssuerMismatch),
-            None if self.metadata.authorization_response_iss_parameter_supported => {
-                return Err(ClientError::IssuerMismatch);
-            }
-            _ => {}
         }
         let code = callback
             .code

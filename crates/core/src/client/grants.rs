@@ -345,7 +345,16 @@ impl OidcClient {
                 ])
                 .await;
             match result {
-                Ok(tokens) => return Ok(tokens),
+                Ok(tokens) => {
+                    if let Some(id_token) = &tokens.id_token {
+                        let checks = IdTokenChecks {
+                            access_token: Some(&tokens.access_token),
+                            ..Default::default()
+                        };
+                        self.id_tokens.validate(id_token, checks).await?;
+                    }
+                    return Ok(tokens);
+                }
                 Err(e) => match e.oauth_error() {
                     Some("authorization_pending") => {}
                     Some("slow_down") => interval += Duration::from_secs(5),

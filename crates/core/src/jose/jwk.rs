@@ -99,6 +99,14 @@ impl VerifyingKey {
                 if n.is_empty() || e.is_empty() {
                     return Err(invalid("RSA n or e is zero"));
                 }
+                // Public exponents are odd and at least 3 (65537 in practice); 1 makes every
+                // signature trivially forgeable, so such a key is refused at load.
+                if e.len() > 8 || e.last().is_some_and(|b| b & 1 == 0) || (e.len() == 1 && e[0] < 3)
+                {
+                    return Err(invalid(
+                        "RSA public exponent is not an odd number of at least 3",
+                    ));
+                }
                 let bits = n.len() * 8 - n[0].leading_zeros() as usize;
                 if !(RSA_MIN_BITS..=RSA_MAX_BITS).contains(&bits) {
                     return Err(invalid(format!(

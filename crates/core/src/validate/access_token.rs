@@ -330,7 +330,14 @@ impl AccessTokenValidator {
             }
             .into());
         }
-        if policy.require_at_jwt && !jwt.header().typ_is("at+jwt") {
+        // RFC 9068 §4: with the profile required, only at+jwt; without it, still refuse a typ
+        // that says the token is something else (an ID token, a logout token...).
+        let typ_ok = match jwt.header().typ() {
+            _ if jwt.header().typ_is("at+jwt") => true,
+            None => !policy.require_at_jwt,
+            Some(typ) => !policy.require_at_jwt && typ.eq_ignore_ascii_case("JWT"),
+        };
+        if !typ_ok {
             return Err(ValidationError::WrongType);
         }
         let epoch = entry.keys.removal_epoch();

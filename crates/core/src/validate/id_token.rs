@@ -114,6 +114,10 @@ impl IdTokenValidator {
         checks: IdTokenChecks<'_>,
     ) -> Result<VerifiedClaims, ValidationError> {
         let jwt = UnverifiedJwt::parse(token)?;
+        // An access or logout token is never an ID token, whatever its claims.
+        if jwt.header().typ_is("at+jwt") || jwt.header().typ_is("logout+jwt") {
+            return Err(ValidationError::WrongType);
+        }
         let alg = jwt.header().alg();
         if !self.algorithms.contains(alg) {
             return Err(crate::jose::JoseError::AlgorithmNotAllowed(alg.name()).into());

@@ -119,15 +119,22 @@ impl LogoutTokenValidator {
         let jti = string("jti")?.ok_or_else(|| ValidationError::MissingClaim("jti".into()))?;
         {
             let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-            if seen.len() >= MAX_SEEN {
-                seen.retain(|_, until| *until > now);
-            }
             if seen.contains_key(&jti) {
                 return Err(ValidationError::Replayed);
             }
-            if seen.len() < MAX_SEEN {
-                seen.insert(jti, exp.saturating_add(leeway));
+            if seen.len() >= MAX_SEEN {
+                seen.retain(|_, until| *until > now);
+                if seen.len() >= MAX_SEEN {
+                    // Still full of live entries: forget the half that expires first.
+                    let mut by_expiry: Vec<(i64, String)> =
+                        seen.iter().map(|(k, t)| (*t, k.clone())).collect();
+                    by_expiry.sort_unstable();
+                    for (_, k) in by_expiry.into_iter().take(MAX_SEEN / 2) {
+                        seen.remove(&k);
+                    }
+                }
             }
+            seen.insert(jti, exp.saturating_add(leeway));
         }
         Ok(LogoutRequest { sub, sid, iat })
     }
