@@ -504,7 +504,7 @@ async fn client_credentials_introspection_and_revocation() {
         let issuer = issuer.clone();
         async move {
             http.post(format!("{issuer}/introspect"))
-                .basic_auth("demo", Some("demo-secret"))
+                .basic_auth("demo-service", Some("demo-service-secret"))
                 .form(&[("token", token)])
                 .send()
                 .await
@@ -518,6 +518,18 @@ async fn client_credentials_introspection_and_revocation() {
     assert_eq!(active["active"], true);
     assert_eq!(active["client_id"], "demo-service");
     assert_eq!(introspect("garbage".into()).await["active"], false);
+    // Another client learns nothing about this client's token (RFC 7662 §4).
+    let other: Value = http
+        .post(format!("{issuer}/introspect"))
+        .basic_auth("demo", Some("demo-secret"))
+        .form(&[("token", access.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(other["active"], false);
     // Public clients may not introspect.
     let r = http
         .post(format!("{issuer}/introspect"))
@@ -992,6 +1004,36 @@ id_token_signed_response_alg = "EdDSA"
     assert_eq!(
         query(r.headers()[LOCATION].to_str().unwrap())["error"],
         "access_denied"
+    );
+    // prompt=none never shows the consent page: consent_required instead (OIDC Core §3.1.2.1).
+    let mut none_url = url::Url::parse(&authorize_url(
+        issuer,
+        "careful",
+        Some(&challenge),
+        &[("prompt", "none")],
+    ))
+    .unwrap();
+    let pairs: Vec<(String, String)> = none_url
+        .query_pairs()
+        .map(|(k, v)| {
+            let value = if k == "scope" {
+                "openid groups".to_owned()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), value)
+        })
+        .collect();
+    none_url.query_pairs_mut().clear().extend_pairs(pairs);
+    let r = http
+        .get(none_url.as_str())
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        query(r.headers()[LOCATION].to_str().unwrap())["error"],
+        "consent_required"
     );
     let _ = std::fs::remove_dir_all(dir);
 }

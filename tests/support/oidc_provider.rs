@@ -91,3 +91,85 @@ pub async fn provider_login(
     }
     panic!("too many redirects from {authorize_url}");
 }
+
+/// The `value` of the form field `name` (`name="…" value="…"`), when the page has one.
+fn form_value(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    let end = html[start..].find('"')?;
+    Some(html[start..start + end].to_owned())
+}
+
+/// Decides a device authorization on the peer's own pages the way a browser would, from
+/// `verification_uri_complete` (`/device?user_code=…`): posts the self-submitting code form
+/// (hidden `xsrf` and `user_code`), then the confirmation form with `confirm=yes` (`approve`) or
+/// `abort=yes`, signs in as `user` on the login form when it appears (consent is automatic) and
+/// returns the page the flow ends on (after an approval, the peer's "Sign-in Success" page).
+/// `http` must not follow redirects (see [`no_redirect_client`]). Panics when the password is
+/// refused or the flow leaves the provider.
+pub async fn provider_device(
+    http: &reqwest::Client,
+    jar: &mut Jar,
+    verification_uri_complete: &str,
+    user: &str,
+    password: &str,
+    approve: bool,
+) -> String {
+    let mut url = url::Url::parse(verification_uri_complete).unwrap();
+    let origin = url.origin();
+    let mut form: Option<Vec<(&str, String)>> = None;
+    for _ in 0..16 {
+        let request = match form.take() {
+            Some(fields) => http.post(url.clone()).form(&fields),
+            None => http.get(url.clone()),
+        };
+        let response = request.header(COOKIE, jar.header()).send().await.unwrap();
+        jar.absorb(response.headers());
+        let status = response.status();
+        if let Some(location) = response.headers().get(LOCATION) {
+            url = url.join(location.to_str().unwrap()).unwrap();
+            assert!(url.origin() == origin, "the device flow left for {url}");
+            continue;
+        }
+        let html = response.text().await.unwrap();
+        assert!(
+            !html.contains("Wrong username or password"),
+            "{user}'s password was refused"
+        );
+        let action = html
+            .split("action=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .map(str::to_owned);
+        let (xsrf, user_code) = (form_value(&html, "xsrf"), form_value(&html, "user_code"));
+        match (action, xsrf, user_code) {
+            // The login form of the interaction that follows the confirmation.
+            (Some(action), _, _) if action.starts_with("/interaction/") => {
+                url = url.join(&action).unwrap();
+                form = Some(vec![
+                    ("username", user.to_owned()),
+                    ("password", password.to_owned()),
+                ]);
+            }
+            // The confirmation page (`confirm=yes` or `abort=yes`), or the self-submitting form
+            // that carries the code from the verification URI.
+            (Some(action), Some(xsrf), Some(user_code)) => {
+                url = url.join(&action).unwrap();
+                let mut fields = vec![("xsrf", xsrf), ("user_code", user_code)];
+                if form_value(&html, "confirm").is_some() {
+                    fields.push(if approve {
+                        ("confirm", "yes".to_owned())
+                    } else {
+                        ("abort", "yes".to_owned())
+                    });
+                }
+                form = Some(fields);
+            }
+            _ => {
+                assert!(status.is_success(), "{status} at {url}:\n{html}");
+                return html;
+            }
+        }
+    }
+    panic!("too many steps from {verification_uri_complete}");
+}

@@ -203,12 +203,13 @@ fn authorize(idp: AppState, headers: HeaderMap, params: Params) -> Response {
         code_challenge: code_challenge.map(str::to_owned),
         response_mode: reply.mode,
         max_age,
+        prompt_consent: prompts.contains(&"consent"),
         expires_at: now + idp.lifetimes.login_request.as_secs() as i64,
     };
     match session {
         Some((_, s)) if !prompts.contains(&"login") && fresh_enough(&s) => {
             let ask = prompts.contains(&"consent");
-            continue_signed_in(&idp, pending, &s, ask)
+            continue_signed_in(&idp, pending, &s, ask, prompts.contains(&"none"))
         }
         _ if prompts.contains(&"none") => {
             reply.error("login_required", "the user is not signed in")
@@ -229,6 +230,7 @@ fn continue_signed_in(
     pending: PendingAuthorization,
     session: &IdpSession,
     ask: bool,
+    no_prompt: bool,
 ) -> Response {
     let needs = idp
         .directory
@@ -246,6 +248,19 @@ fn continue_signed_in(
         .any(|s| !s.is_empty() && !granted(s));
     if !(ask || needs && missing) {
         return issue_code(idp, &pending, session);
+    }
+    if no_prompt {
+        // OIDC Core §3.1.2.1: with prompt=none no page may be shown.
+        let reply = Reply {
+            idp,
+            redirect_uri: pending.redirect_uri.clone(),
+            state: pending.state.clone(),
+            mode: pending.response_mode,
+        };
+        return reply.error(
+            "consent_required",
+            "the user has not consented to this client",
+        );
     }
     let id = random_token();
     let csrf = random_token();
@@ -361,6 +376,7 @@ fn issue_code(idp: &crate::Idp, p: &PendingAuthorization, session: &IdpSession) 
             issued_family: None,
             issued_jtis: Vec::new(),
             used: false,
+            compromised: false,
         },
     );
     reply.send(&[("code", &code)])
@@ -442,6 +458,14 @@ fn login_inner(idp: AppState, peer: SocketAddr, headers: HeaderMap, form: LoginF
     // Usernames are bounded in the counter key; nobody has a 256-byte login name.
     let username: String = form.username.chars().take(256).collect();
     let key = format!("{username}|{}", peer.ip());
+    let locked = || {
+        login_page(
+            &idp.issuer,
+            &form.request,
+            Some("Too many failed attempts. Wait 30 seconds and try again."),
+            StatusCode::TOO_MANY_REQUESTS,
+        )
+    };
     let failures = idp.store.login_failures(&key, now, FAILURE_WINDOW);
     if failures.len() >= MAX_FAILURES
         && failures
@@ -449,19 +473,19 @@ fn login_inner(idp: AppState, peer: SocketAddr, headers: HeaderMap, form: LoginF
             .max()
             .is_some_and(|last| last + LOCKOUT > now)
     {
-        return login_page(
-            &idp.issuer,
-            &form.request,
-            Some("Too many failed attempts. Wait 30 seconds and try again."),
-            StatusCode::TOO_MANY_REQUESTS,
-        );
+        return locked();
+    }
+    // Count the attempt before checking the password, so parallel guesses cannot all slip
+    // under the limit; a success clears the count again.
+    let attempts = idp.store.login_failed(&key, now, FAILURE_WINDOW);
+    if failures.len() < MAX_FAILURES && attempts > MAX_FAILURES {
+        return locked();
     }
     let user = idp
         .directory
         .user(&form.username)
         .filter(|u| u.password.verify(&form.password));
     let Some(user) = user else {
-        idp.store.login_failed(&key, now, FAILURE_WINDOW);
         tracing::info!(username = %form.username.chars().take(64).collect::<String>(), "failed login");
         return login_page(
             &idp.issuer,
@@ -488,7 +512,9 @@ fn login_inner(idp: AppState, peer: SocketAddr, headers: HeaderMap, form: LoginF
     };
     idp.store.put_session(key, session.clone());
     let mut response = match &pending {
-        AfterLogin::Authorize(p) => continue_signed_in(&idp, p.clone(), &session, false),
+        AfterLogin::Authorize(p) => {
+            continue_signed_in(&idp, p.clone(), &session, p.prompt_consent, false)
+        }
         AfterLogin::Device { user_code, .. } => super::device::after_login(&idp, user_code),
     };
     let cookie = format!(

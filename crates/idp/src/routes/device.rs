@@ -103,7 +103,7 @@ fn device_authorization_inner(idp: AppState, headers: HeaderMap, body: Bytes) ->
         }
         let device_code = random_token();
         let user_code = user_code();
-        idp.store.put_device(
+        let stored = idp.store.put_device(
             hash_token(&device_code),
             DeviceGrant {
                 client_id: client.client_id.clone(),
@@ -119,6 +119,14 @@ fn device_authorization_inner(idp: AppState, headers: HeaderMap, body: Bytes) ->
                 status: DeviceStatus::Pending,
             },
         );
+        if !stored {
+            return Err(OAuthError {
+                status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                error: "temporarily_unavailable",
+                description: "too many device authorizations are pending; try again later".into(),
+                basic_challenge: false,
+            });
+        }
         let verification_uri = format!("{}/device", idp.issuer);
         Ok(json!({
             "device_code": device_code,
@@ -167,16 +175,19 @@ pub fn poll(
             "the device code has expired; start again",
         ));
     }
-    let too_fast = grant
-        .last_poll
-        .is_some_and(|last| now - last < grant.interval);
-    let mut status = grant.status.clone();
+    // Decide inside the store's update (a compare-and-set), so two polls racing on an approved
+    // code cannot both redeem it.
+    let mut too_fast = false;
+    let mut status = DeviceStatus::Used;
     idp.store.update_device(&hash, &mut |d| {
+        too_fast = d.last_poll.is_some_and(|last| now - last < d.interval);
         d.last_poll = Some(now);
         if too_fast {
             d.interval += 5;
+            return;
         }
-        if matches!(d.status, DeviceStatus::Approved { .. }) && !too_fast {
+        status = d.status.clone();
+        if matches!(d.status, DeviceStatus::Approved { .. }) {
             d.status = DeviceStatus::Used;
         }
     });
@@ -186,7 +197,7 @@ pub fn poll(
             "polling too fast; the interval grew by 5 seconds",
         ));
     }
-    match std::mem::replace(&mut status, DeviceStatus::Used) {
+    match status {
         DeviceStatus::Pending => Err(OAuthError::new(
             "authorization_pending",
             "the user has not approved yet",
@@ -437,8 +448,8 @@ mod poll_tests {
             last_poll: None,
             status: DeviceStatus::Pending,
         };
-        idp.store.put_device(hash_token("old"), grant(now() - 1));
-        idp.store.put_device(hash_token("live"), grant(now() + 60));
+        assert!(idp.store.put_device(hash_token("old"), grant(now() - 1)));
+        assert!(idp.store.put_device(hash_token("live"), grant(now() + 60)));
         let params = |code: &str| HashMap::from([("device_code".to_owned(), code.to_owned())]);
         assert_eq!(
             poll(&idp, &client, &params("old")).err().unwrap().error,

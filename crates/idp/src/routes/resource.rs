@@ -146,14 +146,22 @@ fn introspect_inner(idp: AppState, headers: HeaderMap, body: Bytes) -> Response 
     }
 }
 
-fn introspection(idp: &crate::Idp, _caller: &str, token: &str, _hint: Option<&str>) -> Value {
+fn introspection(idp: &crate::Idp, caller: &str, token: &str, _hint: Option<&str>) -> Value {
     let now = now();
     if let Some(claims) = verify_own_access_token(&idp.keys, &idp.issuer, token, now) {
         let revoked = claims
             .get("jti")
             .and_then(Value::as_str)
             .is_some_and(|j| idp.store.is_jti_revoked(j));
-        if !revoked {
+        // RFC 7662 §4: only the client the token was issued to, or the API it is for (a client
+        // whose id is the audience), learns about it.
+        let issued_to = claims.get("client_id").and_then(Value::as_str) == Some(caller);
+        let audience = match claims.get("aud") {
+            Some(Value::String(a)) => a == caller,
+            Some(Value::Array(a)) => a.iter().any(|v| v.as_str() == Some(caller)),
+            _ => false,
+        };
+        if !revoked && (issued_to || audience) {
             let mut out = json!({"active": true, "token_type": "Bearer"});
             for name in [
                 "scope",
@@ -175,15 +183,19 @@ fn introspection(idp: &crate::Idp, _caller: &str, token: &str, _hint: Option<&st
         return json!({"active": false});
     }
     match idp.store.refresh(&hash_token(token)) {
-        Some(r) if r.state == RefreshState::Active && r.expires_at > now => json!({
-            "active": true,
-            "token_type": "refresh_token",
-            "scope": r.scope,
-            "client_id": r.client_id,
-            "sub": r.sub,
-            "iss": idp.issuer,
-            "exp": r.expires_at,
-        }),
+        Some(r)
+            if r.state == RefreshState::Active && r.expires_at > now && r.client_id == caller =>
+        {
+            json!({
+                "active": true,
+                "token_type": "refresh_token",
+                "scope": r.scope,
+                "client_id": r.client_id,
+                "sub": r.sub,
+                "iss": idp.issuer,
+                "exp": r.expires_at,
+            })
+        }
         _ => json!({"active": false}),
     }
 }

@@ -300,28 +300,19 @@ fn authorization_code(
             "the authorization code is invalid, expired or used",
         )
     };
-    let grant = idp.store.use_code(&hash).ok_or_else(invalid)?;
-    if grant.used {
-        // RFC 6749 §4.1.2: a reused code revokes what it issued.
-        if let Some(family) = &grant.issued_family {
-            idp.store.revoke_family(family);
-        }
-        for (jti, exp) in &grant.issued_jtis {
-            idp.store.revoke_jti(jti, *exp);
-        }
-        tracing::warn!(client = %client.client_id, "authorization code reused: tokens issued from it revoked");
+    // The bindings first: someone who is not the client, or has the wrong redirect URI or PKCE
+    // verifier, must not be able to burn (or trigger revocation through) a code they saw.
+    let bound = idp.store.code(&hash).ok_or_else(invalid)?;
+    if bound.client_id != client.client_id {
         return Err(invalid());
     }
-    if grant.expires_at <= now() || grant.client_id != client.client_id {
-        return Err(invalid());
-    }
-    if params.get("redirect_uri") != Some(&grant.redirect_uri) {
+    if params.get("redirect_uri") != Some(&bound.redirect_uri) {
         return Err(OAuthError::new(
             "invalid_grant",
             "redirect_uri does not match the authorization request",
         ));
     }
-    match (&grant.code_challenge, params.get("code_verifier")) {
+    match (&bound.code_challenge, params.get("code_verifier")) {
         (Some(challenge), Some(verifier)) => {
             let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
             let computed = oidcgate_core::jose::b64::encode(digest);
@@ -343,6 +334,18 @@ fn authorization_code(
         }
         (None, None) => {}
     }
+    let grant = idp.store.use_code(&hash).ok_or_else(invalid)?;
+    if grant.used {
+        // RFC 6749 §4.1.2: a reused code revokes what it issued — also what a first exchange
+        // still in flight is about to issue (it sees the mark when it records).
+        idp.store.mark_code_compromised(&hash);
+        revoke_issued(idp, grant.issued_family.as_deref(), &grant.issued_jtis);
+        tracing::warn!(client = %client.client_id, "authorization code reused: tokens issued from it revoked");
+        return Err(invalid());
+    }
+    if grant.expires_at <= now() {
+        return Err(invalid());
+    }
     let issued = issue_user_tokens(
         idp,
         client,
@@ -353,9 +356,24 @@ fn authorization_code(
         &grant.sid,
         None,
     )?;
-    idp.store
-        .record_code_issue(&hash, issued.family, issued.jtis);
+    if !idp
+        .store
+        .record_code_issue(&hash, issued.family.clone(), issued.jtis.clone())
+    {
+        revoke_issued(idp, issued.family.as_deref(), &issued.jtis);
+        return Err(invalid());
+    }
     Ok(issued.response)
+}
+
+/// Revokes a refresh family and access-token ids.
+fn revoke_issued(idp: &crate::Idp, family: Option<&str>, jtis: &[(String, i64)]) {
+    if let Some(family) = family {
+        idp.store.revoke_family(family);
+    }
+    for (jti, exp) in jtis {
+        idp.store.revoke_jti(jti, *exp);
+    }
 }
 
 fn refresh(idp: &crate::Idp, client: &Client, params: &Params) -> Result<Value, OAuthError> {

@@ -14,6 +14,8 @@ struct Inner {
     codes: HashMap<TokenHash, CodeGrant>,
     refresh: HashMap<TokenHash, RefreshRecord>,
     family_jtis: HashMap<String, Vec<(String, Timestamp)>>,
+    /// Revoked families (tombstones), so tokens a racing request adds later are born revoked.
+    revoked_families: HashMap<String, Timestamp>,
     revoked_jtis: HashMap<String, Timestamp>,
     sessions: HashMap<TokenHash, IdpSession>,
     pending: HashMap<String, AfterLogin>,
@@ -55,6 +57,7 @@ fn prune(inner: &mut Inner, now: Timestamp) {
     inner.codes.retain(|_, c| c.expires_at + 3600 > now);
     inner.refresh.retain(|_, r| r.expires_at > now);
     inner.revoked_jtis.retain(|_, exp| *exp > now);
+    inner.revoked_families.retain(|_, until| *until > now);
     inner.sessions.retain(|_, s| s.expires_at > now);
     inner.pending.retain(|_, p| p.expires_at() > now);
     inner.devices.retain(|_, d| d.expires_at > now);
@@ -72,6 +75,18 @@ impl Store for MemoryStore {
         self.with(|i| i.codes.insert(hash, grant));
     }
 
+    fn code(&self, hash: &TokenHash) -> Option<CodeGrant> {
+        self.with(|i| i.codes.get(hash).cloned())
+    }
+
+    fn mark_code_compromised(&self, hash: &TokenHash) {
+        self.with(|i| {
+            if let Some(c) = i.codes.get_mut(hash) {
+                c.compromised = true;
+            }
+        });
+    }
+
     fn use_code(&self, hash: &TokenHash) -> Option<CodeGrant> {
         self.with(|i| {
             let grant = i.codes.get_mut(hash)?;
@@ -86,17 +101,24 @@ impl Store for MemoryStore {
         hash: &TokenHash,
         family: Option<String>,
         jtis: Vec<(String, Timestamp)>,
-    ) {
-        self.with(|i| {
-            if let Some(grant) = i.codes.get_mut(hash) {
+    ) -> bool {
+        self.with(|i| match i.codes.get_mut(hash) {
+            Some(grant) if !grant.compromised => {
                 grant.issued_family = family;
                 grant.issued_jtis = jtis;
+                true
             }
-        });
+            _ => false,
+        })
     }
 
-    fn put_refresh(&self, hash: TokenHash, record: RefreshRecord) {
-        self.with(|i| i.refresh.insert(hash, record));
+    fn put_refresh(&self, hash: TokenHash, mut record: RefreshRecord) {
+        self.with(|i| {
+            if i.revoked_families.contains_key(&record.family) {
+                record.state = RefreshState::Revoked;
+            }
+            i.refresh.insert(hash, record)
+        });
     }
 
     fn refresh(&self, hash: &TokenHash) -> Option<RefreshRecord> {
@@ -115,6 +137,9 @@ impl Store for MemoryStore {
 
     fn revoke_family(&self, family: &str) {
         self.with(|i| {
+            // Kept as long as any refresh token of the family could live.
+            i.revoked_families
+                .insert(family.to_owned(), now() + 31 * 86_400);
             for r in i.refresh.values_mut().filter(|r| r.family == family) {
                 r.state = RefreshState::Revoked;
             }
@@ -154,10 +179,14 @@ impl Store for MemoryStore {
 
     fn record_family_jti(&self, family: &str, jti: String, exp: Timestamp) {
         self.with(|i| {
-            i.family_jtis
-                .entry(family.to_owned())
-                .or_default()
-                .push((jti, exp))
+            if i.revoked_families.contains_key(family) {
+                i.revoked_jtis.insert(jti, exp);
+            } else {
+                i.family_jtis
+                    .entry(family.to_owned())
+                    .or_default()
+                    .push((jti, exp));
+            }
         });
     }
 
@@ -234,16 +263,17 @@ impl Store for MemoryStore {
         self.with(|i| i.pending.get(id).filter(|p| p.expires_at() > now).cloned())
     }
 
-    fn put_device(&self, hash: TokenHash, grant: DeviceGrant) {
+    fn put_device(&self, hash: TokenHash, grant: DeviceGrant) -> bool {
         self.with(|i| {
-            // Bounded like pending logins: unauthenticated public clients can start these.
             if i.devices.len() >= MAX_PENDING {
                 prune(i, now());
             }
-            if i.devices.len() < MAX_PENDING {
-                i.devices.insert(hash, grant);
+            if i.devices.len() >= MAX_PENDING {
+                return false;
             }
-        });
+            i.devices.insert(hash, grant);
+            true
+        })
     }
 
     fn device(&self, hash: &TokenHash) -> Option<DeviceGrant> {

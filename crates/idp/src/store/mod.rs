@@ -47,6 +47,10 @@ pub struct CodeGrant {
     pub issued_family: Option<String>,
     pub issued_jtis: Vec<(String, Timestamp)>,
     pub used: bool,
+    /// Presented again before its first exchange finished: what that exchange issues is
+    /// revoked as soon as it is recorded.
+    #[serde(default)]
+    pub compromised: bool,
 }
 
 /// The state of one refresh token.
@@ -143,6 +147,9 @@ pub struct PendingAuthorization {
     pub code_challenge: Option<String>,
     pub response_mode: ResponseMode,
     pub max_age: Option<i64>,
+    /// `prompt` values that still matter after a sign-in (`consent`).
+    #[serde(default)]
+    pub prompt_consent: bool,
     pub expires_at: Timestamp,
 }
 
@@ -194,14 +201,20 @@ pub trait Store: Send + Sync + 'static {
     }
 
     fn put_code(&self, hash: TokenHash, grant: CodeGrant);
+    /// The code's grant without using it (to check its bindings first).
+    fn code(&self, hash: &TokenHash) -> Option<CodeGrant>;
+    /// Marks a reused code whose first exchange may still be in flight.
+    fn mark_code_compromised(&self, hash: &TokenHash);
     /// Marks the code used and returns it as it was (so reuse can be detected).
     fn use_code(&self, hash: &TokenHash) -> Option<CodeGrant>;
+    /// Records what a code issued; false when the code was found compromised meanwhile (the
+    /// caller then revokes what it issued).
     fn record_code_issue(
         &self,
         hash: &TokenHash,
         family: Option<String>,
         jtis: Vec<(String, Timestamp)>,
-    );
+    ) -> bool;
 
     fn put_refresh(&self, hash: TokenHash, record: RefreshRecord);
     fn refresh(&self, hash: &TokenHash) -> Option<RefreshRecord>;
@@ -231,7 +244,9 @@ pub trait Store: Send + Sync + 'static {
     fn take_pending(&self, id: &str) -> Option<AfterLogin>;
     fn pending(&self, id: &str) -> Option<AfterLogin>;
 
-    fn put_device(&self, hash: TokenHash, grant: DeviceGrant);
+    /// Stores a device grant; false when the store is full (bounded: unauthenticated public
+    /// clients can start these).
+    fn put_device(&self, hash: TokenHash, grant: DeviceGrant) -> bool;
     fn device(&self, hash: &TokenHash) -> Option<DeviceGrant>;
     /// The device grant with this user code, with its device-code hash.
     fn device_by_user_code(&self, user_code: &str) -> Option<(TokenHash, DeviceGrant)>;

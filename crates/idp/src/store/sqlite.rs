@@ -27,6 +27,7 @@ CREATE INDEX IF NOT EXISTS refresh_family ON refresh(family);
 CREATE TABLE IF NOT EXISTS family_jtis (family TEXT NOT NULL, jti TEXT NOT NULL, exp INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS family_jtis_family ON family_jtis(family);
 CREATE TABLE IF NOT EXISTS revoked_jtis (jti TEXT PRIMARY KEY, exp INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS revoked_families (family TEXT PRIMARY KEY, until INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS sessions (key BLOB PRIMARY KEY, sid TEXT NOT NULL, data TEXT NOT NULL,
     expires_at INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS sessions_sid ON sessions(sid);
@@ -118,6 +119,7 @@ fn prune(conn: &Connection, now: Timestamp) {
              DELETE FROM refresh WHERE expires_at <= {now};
              DELETE FROM family_jtis WHERE exp <= {now};
              DELETE FROM revoked_jtis WHERE exp <= {now};
+             DELETE FROM revoked_families WHERE until <= {now};
              DELETE FROM sessions WHERE expires_at <= {now};
              DELETE FROM pending WHERE expires_at <= {now};
              DELETE FROM devices WHERE expires_at <= {now};
@@ -202,6 +204,48 @@ impl Store for SqliteStore {
         });
     }
 
+    fn code(&self, hash: &TokenHash) -> Option<CodeGrant> {
+        self.with(|c| {
+            let data: String = log(
+                "code",
+                c.query_row(
+                    "SELECT data FROM codes WHERE hash = ?1",
+                    params![&hash[..]],
+                    |r| r.get(0),
+                )
+                .optional(),
+            )??;
+            from_json(&data)
+        })
+    }
+
+    fn mark_code_compromised(&self, hash: &TokenHash) {
+        self.with(|c| {
+            let data: Option<String> = log(
+                "mark_code_compromised",
+                c.query_row(
+                    "SELECT data FROM codes WHERE hash = ?1",
+                    params![&hash[..]],
+                    |r| r.get(0),
+                )
+                .optional(),
+            )
+            .flatten();
+            if let Some(mut grant) = data.and_then(|d| from_json::<CodeGrant>(&d)) {
+                grant.compromised = true;
+                if let Some(d) = to_json(&grant) {
+                    log(
+                        "mark_code_compromised",
+                        c.execute(
+                            "UPDATE codes SET data = ?1 WHERE hash = ?2",
+                            params![d, &hash[..]],
+                        ),
+                    );
+                }
+            }
+        });
+    }
+
     fn use_code(&self, hash: &TokenHash) -> Option<CodeGrant> {
         self.with(|c| {
             let data: String = log(
@@ -233,7 +277,7 @@ impl Store for SqliteStore {
         hash: &TokenHash,
         family: Option<String>,
         jtis: Vec<(String, Timestamp)>,
-    ) {
+    ) -> bool {
         self.with(|c| {
             let data: Option<String> = log(
                 "record_code_issue",
@@ -245,32 +289,45 @@ impl Store for SqliteStore {
                 .optional(),
             )
             .flatten();
-            if let Some(mut grant) = data.and_then(|d| from_json::<CodeGrant>(&d)) {
-                grant.issued_family = family;
-                grant.issued_jtis = jtis;
-                if let Some(d) = to_json(&grant) {
-                    log(
-                        "record_code_issue",
-                        c.execute(
-                            "UPDATE codes SET data = ?1 WHERE hash = ?2",
-                            params![d, &hash[..]],
-                        ),
-                    );
-                }
+            let Some(mut grant) = data.and_then(|d| from_json::<CodeGrant>(&d)) else {
+                return false;
+            };
+            if grant.compromised {
+                return false;
             }
-        });
+            grant.issued_family = family;
+            grant.issued_jtis = jtis;
+            if let Some(d) = to_json(&grant) {
+                log(
+                    "record_code_issue",
+                    c.execute(
+                        "UPDATE codes SET data = ?1 WHERE hash = ?2",
+                        params![d, &hash[..]],
+                    ),
+                );
+            }
+            true
+        })
     }
 
-    fn put_refresh(&self, hash: TokenHash, record: RefreshRecord) {
-        let Some(data) = to_json(&record) else { return };
+    fn put_refresh(&self, hash: TokenHash, mut record: RefreshRecord) {
         self.with(|c| {
+            let revoked = log(
+                "put_refresh",
+                c.query_row("SELECT 1 FROM revoked_families WHERE family = ?1", params![record.family], |_| Ok(())).optional(),
+            )
+            .is_none_or(|r| r.is_some());
+            if revoked {
+                record.state = RefreshState::Revoked;
+            }
+            let Some(data) = to_json(&record) else { return };
             log(
                 "put_refresh",
                 c.execute(
                     "INSERT OR REPLACE INTO refresh (hash, family, state, data, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                     params![&hash[..], record.family, state_name(record.state), data, record.expires_at],
                 ),
-            )
+            );
         });
     }
 
@@ -305,6 +362,14 @@ impl Store for SqliteStore {
 
     fn revoke_family(&self, family: &str) {
         self.with(|c| {
+            // A tombstone, so tokens a racing request adds to the family later are born revoked.
+            log(
+                "revoke_family",
+                c.execute(
+                    "INSERT OR REPLACE INTO revoked_families (family, until) VALUES (?1, ?2)",
+                    params![family, now() + 31 * 86_400],
+                ),
+            );
             log("revoke_family", c.execute("UPDATE refresh SET state = 'revoked' WHERE family = ?1", params![family]));
             log(
                 "revoke_family",
@@ -339,13 +404,33 @@ impl Store for SqliteStore {
 
     fn record_family_jti(&self, family: &str, jti: String, exp: Timestamp) {
         self.with(|c| {
-            log(
+            let revoked = log(
                 "record_family_jti",
-                c.execute(
-                    "INSERT INTO family_jtis (family, jti, exp) VALUES (?1, ?2, ?3)",
-                    params![family, jti, exp],
-                ),
+                c.query_row(
+                    "SELECT 1 FROM revoked_families WHERE family = ?1",
+                    params![family],
+                    |_| Ok(()),
+                )
+                .optional(),
             )
+            .is_none_or(|r| r.is_some());
+            if revoked {
+                log(
+                    "record_family_jti",
+                    c.execute(
+                        "INSERT OR REPLACE INTO revoked_jtis (jti, exp) VALUES (?1, ?2)",
+                        params![jti, exp],
+                    ),
+                );
+            } else {
+                log(
+                    "record_family_jti",
+                    c.execute(
+                        "INSERT INTO family_jtis (family, jti, exp) VALUES (?1, ?2, ?3)",
+                        params![family, jti, exp],
+                    ),
+                );
+            }
         });
     }
 
@@ -490,12 +575,17 @@ impl Store for SqliteStore {
         })
     }
 
-    fn put_device(&self, hash: TokenHash, grant: DeviceGrant) {
-        let Some(data) = to_json(&grant) else { return };
+    fn put_device(&self, hash: TokenHash, grant: DeviceGrant) -> bool {
+        let Some(data) = to_json(&grant) else {
+            return false;
+        };
         self.with(|c| {
-            let count: i64 = c.query_row("SELECT count(*) FROM devices", [], |r| r.get(0)).unwrap_or(0);
-            if count as usize >= MAX_PENDING {
+            let count = |c: &Connection| c.query_row("SELECT count(*) FROM devices", [], |r| r.get::<_, i64>(0)).unwrap_or(i64::MAX);
+            if count(c) as usize >= MAX_PENDING {
                 prune(c, now());
+                if count(c) as usize >= MAX_PENDING {
+                    return false;
+                }
             }
             log(
                 "put_device",
@@ -504,7 +594,8 @@ impl Store for SqliteStore {
                     params![&hash[..], grant.user_code, data, grant.expires_at],
                 ),
             )
-        });
+            .is_some()
+        })
     }
 
     fn device(&self, hash: &TokenHash) -> Option<DeviceGrant> {

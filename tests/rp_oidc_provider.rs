@@ -1,0 +1,307 @@
+//! The relying-party client of oidcgate-core (`oidcgate_core::client::OidcClient`) against an
+//! independent OpenID Provider (npm `oidc-provider`, started from tests/peers/oidc_provider.mjs):
+//! discovery, the code flow with PKCE through the peer's login form, the callback's state and
+//! RFC 9207 `iss` checks on the peer's real callbacks, the ID token (subject, nonce, `at_hash`),
+//! userinfo with the opaque access token, refresh with rotation, introspection and revocation,
+//! an RFC 9068 JWT access token for the API when the authorization request names the resource
+//! indicator, and RP-initiated logout from the discovered `end_session_endpoint` — after which
+//! a `prompt=none` request comes back as a `login_required` error callback.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use oidcgate_core::client::{CallbackParams, ClientConfig, ClientError, OidcClient};
+use oidcgate_core::http::ReqwestClient;
+use oidcgate_core::validate::{AccessTokenValidator, IssuerPolicy, ValidationError};
+use reqwest::header::{COOKIE, LOCATION};
+use support::browser::{Jar, field};
+use support::oidc_provider::{
+    API_AUDIENCE, API_RESOURCE, no_redirect_client, provider_login, start_oidc_provider,
+};
+
+const REDIRECT: &str = "http://127.0.0.1:4180/auth/callback";
+const POST_LOGOUT: &str = "http://127.0.0.1:4180/";
+
+fn http() -> Arc<ReqwestClient> {
+    Arc::new(ReqwestClient::new(Default::default()).unwrap())
+}
+
+async fn demo_client(issuer: &str) -> OidcClient {
+    OidcClient::discover(
+        ClientConfig::confidential(issuer, "demo", "demo-secret"),
+        http(),
+    )
+    .await
+    .unwrap()
+}
+
+/// The callback URL's query, parsed the way an application would.
+fn callback_params(callback: &str) -> CallbackParams {
+    assert!(callback.starts_with(REDIRECT), "{callback}");
+    let url = url::Url::parse(callback).unwrap();
+    CallbackParams::from_query(url.query().unwrap_or("")).unwrap()
+}
+
+#[tokio::test]
+async fn code_flow_userinfo_refresh_introspection_revocation_and_logout() {
+    let peer = start_oidc_provider(&[]).await;
+    let issuer = peer.base_url.clone();
+    let client = demo_client(&issuer).await;
+    let end_session = client
+        .metadata()
+        .end_session_endpoint
+        .clone()
+        .expect("the peer advertises end_session_endpoint");
+    assert_eq!(end_session.as_str(), format!("{issuer}/session/end"));
+
+    let (url, pending) = client
+        .authorization_request(REDIRECT, "openid profile email")
+        .build()
+        .unwrap();
+    let browser = no_redirect_client();
+    let mut jar = Jar::default();
+    let callback = provider_login(&browser, &mut jar, url.as_str(), "alice", "wonderland").await;
+    let params = callback_params(&callback);
+    assert_eq!(params.iss.as_deref(), Some(issuer.as_str()), "RFC 9207 iss");
+
+    // The callback checks refuse tampered copies (without spending the code).
+    let forged = CallbackParams {
+        state: Some("forged".into()),
+        ..params.clone()
+    };
+    assert!(matches!(
+        client.handle_callback(&pending, &forged).await,
+        Err(ClientError::StateMismatch)
+    ));
+    let no_iss = CallbackParams {
+        iss: None,
+        ..params.clone()
+    };
+    assert!(
+        matches!(
+            client.handle_callback(&pending, &no_iss).await,
+            Err(ClientError::IssuerMismatch)
+        ),
+        "the peer advertises authorization_response_iss_parameter_supported"
+    );
+
+    let login = client.handle_callback(&pending, &params).await.unwrap();
+    assert_eq!(login.id_token.subject(), Some("alice"));
+    assert_eq!(
+        login.id_token.string_claim("nonce"),
+        Some(pending.nonce.as_str())
+    );
+    assert_eq!(login.id_token.audiences(), ["demo"]);
+    let access = login.tokens.access_token.clone();
+    assert!(!access.contains('.'), "no resource: an opaque access token");
+
+    let info = client.userinfo(&access, "alice").await.unwrap();
+    assert_eq!(info["email"], "alice@example.com");
+    assert_eq!(info["name"], "Alice Liddell");
+    assert!(matches!(
+        client.userinfo(&access, "bob").await,
+        Err(ClientError::UserinfoSubjectMismatch)
+    ));
+
+    // Refresh: a new access token and ID token, and the refresh token rotates.
+    let refresh = login.tokens.refresh_token.clone().expect("a refresh token");
+    let refreshed = client.refresh(&refresh, Some("alice")).await.unwrap();
+    let rotated = refreshed
+        .refresh_token
+        .clone()
+        .expect("a new refresh token");
+    assert_ne!(rotated, refresh);
+    assert_ne!(refreshed.access_token, access);
+    assert!(
+        refreshed.id_token.is_some(),
+        "a new ID token (openid scope)"
+    );
+
+    // A refreshed ID token for another subject than expected is refused (the peer still
+    // rotated, so this spends `rotated`).
+    let err = client.refresh(&rotated, Some("bob")).await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::IdToken(ValidationError::SubjectMismatch)),
+        "{err:?}"
+    );
+
+    // Introspection and revocation of the (opaque) refreshed access token (oidc-provider
+    // revokes the whole grant with it, so this comes after the steps that need the grant).
+    let active = client
+        .introspect(&refreshed.access_token, Some("access_token"))
+        .await
+        .unwrap();
+    assert_eq!(active["active"], true, "{active:?}");
+    assert_eq!(active["sub"], "alice", "{active:?}");
+    assert_eq!(active["client_id"], "demo", "{active:?}");
+    client
+        .revoke(&refreshed.access_token, Some("access_token"))
+        .await
+        .unwrap();
+    let inactive = client
+        .introspect(&refreshed.access_token, None)
+        .await
+        .unwrap();
+    assert_eq!(inactive["active"], false, "{inactive:?}");
+
+    // The rotated-out refresh token is refused.
+    let err = client.refresh(&refresh, Some("alice")).await.unwrap_err();
+    assert_eq!(err.oauth_error(), Some("invalid_grant"), "{err:?}");
+
+    // The code is single-use. (Checked last: oidc-provider answers a replayed code by
+    // revoking every token of its grant, as RFC 6749 §4.1.2 recommends.)
+    let again = client.handle_callback(&pending, &params).await.unwrap_err();
+    assert_eq!(again.oauth_error(), Some("invalid_grant"), "{again:?}");
+
+    // RP-initiated logout: the URL is built on the discovered endpoint, the peer accepts its
+    // parameters (its confirmation page, not an error), and confirming returns to the
+    // post-logout redirect URI with the state.
+    let logout = client
+        .end_session_url(
+            login.tokens.id_token.as_deref(),
+            Some(POST_LOGOUT),
+            Some("s1"),
+        )
+        .unwrap();
+    assert!(
+        logout.as_str().starts_with(&format!("{end_session}?")),
+        "{logout}"
+    );
+    let q: HashMap<String, String> = logout.query_pairs().into_owned().collect();
+    assert_eq!(q["client_id"], "demo");
+    assert_eq!(q["post_logout_redirect_uri"], POST_LOGOUT);
+    assert_eq!(q["state"], "s1");
+    assert_eq!(
+        q["id_token_hint"],
+        login.tokens.id_token.as_deref().unwrap()
+    );
+    let page = browser
+        .get(logout.as_str())
+        .header(COOKIE, jar.header())
+        .send()
+        .await
+        .unwrap();
+    jar.absorb(page.headers());
+    let status = page.status();
+    let html = page.text().await.unwrap();
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("op.logoutForm"), "{html}");
+    let confirm = browser
+        .post(format!("{end_session}/confirm"))
+        .header(COOKIE, jar.header())
+        .form(&[("xsrf", field(&html, "xsrf").as_str()), ("logout", "yes")])
+        .send()
+        .await
+        .unwrap();
+    jar.absorb(confirm.headers());
+    assert_eq!(confirm.status(), 303);
+    let back = confirm.headers()[LOCATION].to_str().unwrap();
+    assert_eq!(back, format!("{POST_LOGOUT}?state=s1"));
+
+    // Signed out: prompt=none comes back as an error callback, which the client reports.
+    let (url, pending) = client
+        .authorization_request(REDIRECT, "openid")
+        .prompt("none")
+        .build()
+        .unwrap();
+    let response = browser
+        .get(url.as_str())
+        .header(COOKIE, jar.header())
+        .send()
+        .await
+        .unwrap();
+    let mut location = url
+        .join(response.headers()[LOCATION].to_str().unwrap())
+        .unwrap();
+    // oidc-provider may resume the request on its own origin before answering the client.
+    for _ in 0..4 {
+        if location.as_str().starts_with(REDIRECT) {
+            break;
+        }
+        let next = browser
+            .get(location.as_str())
+            .header(COOKIE, jar.header())
+            .send()
+            .await
+            .unwrap();
+        location = location
+            .join(next.headers()[LOCATION].to_str().unwrap())
+            .unwrap();
+    }
+    let error = callback_params(location.as_str());
+    assert_eq!(error.iss.as_deref(), Some(issuer.as_str()));
+    let err = client.handle_callback(&pending, &error).await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Authorization { error, .. } if error == "login_required"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn resource_indicator_yields_a_jwt_access_token_for_the_api() {
+    let peer = start_oidc_provider(&[]).await;
+    let issuer = peer.base_url.clone();
+    let client = demo_client(&issuer).await;
+    let (url, pending) = client
+        .authorization_request(REDIRECT, "openid profile email api:read")
+        .resource(API_RESOURCE)
+        .build()
+        .unwrap();
+    let query: HashMap<String, String> = url.query_pairs().into_owned().collect();
+    assert_eq!(query["resource"], API_RESOURCE);
+
+    let mut jar = Jar::default();
+    let callback = provider_login(
+        &no_redirect_client(),
+        &mut jar,
+        url.as_str(),
+        "alice",
+        "wonderland",
+    )
+    .await;
+    // The ID token's at_hash is checked against the JWT access token here.
+    let login = client
+        .handle_callback(&pending, &callback_params(&callback))
+        .await
+        .unwrap();
+    assert_eq!(login.id_token.subject(), Some("alice"));
+    assert_eq!(
+        login.id_token.string_claim("nonce"),
+        Some(pending.nonce.as_str())
+    );
+
+    let validator = AccessTokenValidator::builder()
+        .issuer(IssuerPolicy::new(&issuer, API_AUDIENCE).require_at_jwt(true))
+        .build()
+        .unwrap();
+    let claims = validator
+        .validate(&login.tokens.access_token)
+        .await
+        .unwrap();
+    assert_eq!(claims.subject(), Some("alice"));
+    assert_eq!(claims.audiences(), [API_AUDIENCE]);
+    assert_eq!(claims.string_claim("client_id"), Some("demo"));
+    assert!(claims.has_scope("api:read"));
+
+    // The granted resource applies to the refreshed tokens too: another valid JWT.
+    let refreshed = client
+        .refresh(
+            login.tokens.refresh_token.as_deref().unwrap(),
+            Some("alice"),
+        )
+        .await
+        .unwrap();
+    assert_ne!(refreshed.access_token, login.tokens.access_token);
+    let claims = validator.validate(&refreshed.access_token).await.unwrap();
+    assert_eq!(claims.subject(), Some("alice"));
+    assert!(claims.has_scope("api:read"));
+
+    // A JWT for another audience than this API's is refused by the validator.
+    let other = AccessTokenValidator::builder()
+        .issuer(IssuerPolicy::new(&issuer, "other-api").require_at_jwt(true))
+        .build()
+        .unwrap();
+    assert!(other.validate(&refreshed.access_token).await.is_err());
+}
