@@ -192,9 +192,14 @@ fn redirect_matches(registered: &str, candidate: &str) -> bool {
         return false;
     };
     let loopback_ip = |u: &url::Url| {
-        u.scheme() == "http" && matches!(u.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
-            || matches!(u.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
+        u.scheme() == "http"
+            && (matches!(u.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
+                || matches!(u.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback()))
     };
+    // Credentials in a redirect URI are never legitimate.
+    if !c.username().is_empty() || c.password().is_some() {
+        return false;
+    }
     loopback_ip(&r)
         && r.scheme() == c.scheme()
         && r.host() == c.host()
@@ -418,6 +423,15 @@ mod tests {
             "exact for names"
         );
         assert!(!demo.redirect_uri_allowed("https://evil.example/auth/callback"));
+        assert!(!demo.redirect_uri_allowed("http://user:pw@127.0.0.1:9999/auth/callback"));
+        let https_loopback = Client {
+            redirect_uris: vec!["https://[::1]:8443/cb".into()],
+            ..demo.clone()
+        };
+        assert!(
+            !https_loopback.redirect_uri_allowed("https://[::1]:9999/cb"),
+            "only http loopback ignores the port"
+        );
         assert!(d.user("alice").unwrap().password.verify("wonderland"));
         assert!(!d.user("alice").unwrap().password.verify("wonderlan"));
     }

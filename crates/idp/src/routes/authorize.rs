@@ -21,6 +21,11 @@ use crate::tokens::random_token;
 
 type Params = HashMap<String, String>;
 
+/// The one inline script the IdP serves (auto-submitting the form_post page) and its CSP hash:
+/// `sha256-` + base64 of SHA-256 of the script text.
+const AUTO_SUBMIT_SCRIPT: &str = "document.getElementById('f').submit()";
+const AUTO_SUBMIT_HASH: &str = "sha256-hhRCBeGskDqsYiPBwe9KjsHm7JB5QiWnQI8/BRQk/7E=";
+
 /// Failed logins per username and address before a lockout, the window they count in, and the
 /// lockout (DESIGN §5: 5 in 5 minutes → 30 s).
 const MAX_FAILURES: usize = 5;
@@ -84,14 +89,17 @@ impl Reply<'_> {
                     .collect();
                 let body = format!(
                     "<form method=\"post\" action=\"{}\" id=\"f\">{fields}<noscript><button type=\"submit\">Continue</button></noscript></form>\
-                     <script nonce=\"x\">document.getElementById('f').submit()</script>",
+                     <script>{AUTO_SUBMIT_SCRIPT}</script>",
                     escape(&self.redirect_uri)
                 );
                 let mut r = page(StatusCode::OK, "Signing in", &body);
                 // The auto-submit script is the one inline script this page has.
                 r.headers_mut().insert(
                     header::CONTENT_SECURITY_POLICY,
-                    HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-x'; form-action *"),
+                    HeaderValue::from_str(&format!(
+                        "default-src 'none'; style-src 'unsafe-inline'; script-src '{AUTO_SUBMIT_HASH}'; form-action *; frame-ancestors 'none'"
+                    ))
+                    .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'")),
                 );
                 r
             }
@@ -529,6 +537,20 @@ fn login_inner(idp: AppState, peer: SocketAddr, headers: HeaderMap, form: LoginF
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn auto_submit_hash_matches_the_script() {
+        use base64::Engine as _;
+        let digest = aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            super::AUTO_SUBMIT_SCRIPT.as_bytes(),
+        );
+        let expected = format!(
+            "sha256-{}",
+            base64::engine::general_purpose::STANDARD.encode(digest)
+        );
+        assert_eq!(super::AUTO_SUBMIT_HASH, expected);
+    }
+
     #[test]
     fn pkce_values() {
         assert!(super::is_pkce_value(&"a".repeat(43)));
