@@ -494,14 +494,18 @@ impl Store for SqliteStore {
     }
 
     fn end_session(&self, key: &TokenHash) -> Option<IdpSession> {
-        let session = self.session(key);
         self.with(|c| {
-            log(
+            let data: String = log(
                 "end_session",
-                c.execute("DELETE FROM sessions WHERE key = ?1", params![&key[..]]),
-            )
-        });
-        session
+                c.query_row(
+                    "DELETE FROM sessions WHERE key = ?1 RETURNING data",
+                    params![&key[..]],
+                    |r| r.get(0),
+                )
+                .optional(),
+            )??;
+            from_json(&data)
+        })
     }
 
     fn add_session_client(&self, sid: &str, client_id: &str) {
@@ -549,14 +553,20 @@ impl Store for SqliteStore {
     }
 
     fn take_pending(&self, id: &str) -> Option<AfterLogin> {
-        let found = self.pending(id);
+        // One statement, so two concurrent sign-ins cannot both take the same request.
+        let now = now();
         self.with(|c| {
-            log(
+            let data: String = log(
                 "take_pending",
-                c.execute("DELETE FROM pending WHERE id = ?1", params![id]),
-            )
-        })?;
-        found
+                c.query_row(
+                    "DELETE FROM pending WHERE id = ?1 AND expires_at > ?2 RETURNING data",
+                    params![id, now],
+                    |r| r.get(0),
+                )
+                .optional(),
+            )??;
+            from_json(&data)
+        })
     }
 
     fn pending(&self, id: &str) -> Option<AfterLogin> {
