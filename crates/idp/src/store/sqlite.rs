@@ -785,6 +785,32 @@ mod tests {
         assert!(again.is_jti_revoked("j1"));
         assert_eq!(again.keys_version().unwrap(), 0);
         crate::store::memory::tests::check_revocations(&again);
+        let session = IdpSession {
+            sid: "public".into(),
+            sub: "alice".into(),
+            auth_time: 1,
+            expires_at: now() + 60,
+            clients: vec![],
+            consents: vec![],
+        };
+        again.put_session(hash_token("secret"), session);
+        assert_eq!(
+            again.end_session(&hash_token("secret")).map(|s| s.sid),
+            Some("public".into())
+        );
+        assert!(
+            again.end_session(&hash_token("secret")).is_none(),
+            "ended once"
+        );
+        again.put_pending(
+            "p1".into(),
+            AfterLogin::Device {
+                user_code: "BCDF-GHJK".into(),
+                expires_at: now() + 60,
+            },
+        );
+        assert!(again.take_pending("p1").is_some());
+        assert!(again.take_pending("p1").is_none(), "taken once");
         let _ = std::fs::remove_dir_all(dir);
     }
 }
