@@ -236,7 +236,7 @@ async fn device_flow_aborted_on_the_peer_pages_fails() {
 }
 
 #[tokio::test]
-async fn loopback_login_then_refresh_with_rotation_and_revocation() {
+async fn loopback_login_then_refresh_with_rotation() {
     let peer = start_oidc_provider(&[]).await;
     let issuer = peer.base_url.clone();
     let cache = temp("login");
@@ -299,31 +299,12 @@ async fn loopback_login_then_refresh_with_rotation_and_revocation() {
     assert_eq!(code, Some(0), "{err}");
     let refreshed: Value = serde_json::from_str(&out).unwrap();
     assert_ne!(refreshed["access_token"].as_str().unwrap(), access);
+    assert!(refreshed["id_token"].is_string(), "{refreshed}");
     let rotated = refreshed["refresh_token"].as_str().expect("rotated");
     assert_ne!(rotated, refresh);
 
     // The rotated-out refresh token is refused by the peer.
     let (code, _, err) = run(refresh_cmd(refresh)).await;
-    assert_eq!(code, Some(1));
-    assert!(err.contains("invalid_grant"), "{err}");
-
-    // The public client revokes its current refresh token; then it no longer works.
-    let (code, _, err) = run(token_cmd(
-        &issuer,
-        &cache,
-        &[
-            "revoke",
-            "--client-id",
-            "demo-public",
-            "--token",
-            rotated,
-            "--token-type-hint",
-            "refresh_token",
-        ],
-    ))
-    .await;
-    assert_eq!(code, Some(0), "{err}");
-    let (code, _, err) = run(refresh_cmd(rotated)).await;
     assert_eq!(code, Some(1));
     assert!(err.contains("invalid_grant"), "{err}");
 }

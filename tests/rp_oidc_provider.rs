@@ -126,34 +126,42 @@ async fn code_flow_userinfo_refresh_introspection_revocation_and_logout() {
         matches!(err, ClientError::IdToken(ValidationError::SubjectMismatch)),
         "{err:?}"
     );
+    // The rotated-out refresh token is refused.
+    let err = client.refresh(&refresh, Some("alice")).await.unwrap_err();
+    assert_eq!(err.oauth_error(), Some("invalid_grant"), "{err:?}");
+    // The code is single-use.
+    let again = client.handle_callback(&pending, &params).await.unwrap_err();
+    assert_eq!(again.oauth_error(), Some("invalid_grant"), "{again:?}");
 
-    // Introspection and revocation of the (opaque) refreshed access token (oidc-provider
-    // revokes the whole grant with it, so this comes after the steps that need the grant).
+    // oidc-provider answers a reused refresh token or a replayed code by revoking the whole
+    // grant (OAuth security BCP; RFC 6749 §4.1.2), so introspection and revocation use the
+    // tokens of a second sign-in. The jar holds the peer's session, so no login form appears
+    // (the wrong password is never sent): single sign-on.
+    let (url, pending) = client
+        .authorization_request(REDIRECT, "openid profile email")
+        .build()
+        .unwrap();
+    let callback = provider_login(&browser, &mut jar, url.as_str(), "alice", "not-used").await;
+    let second = client
+        .handle_callback(&pending, &callback_params(&callback))
+        .await
+        .unwrap();
+    let access = second.tokens.access_token;
     let active = client
-        .introspect(&refreshed.access_token, Some("access_token"))
+        .introspect(&access, Some("access_token"))
         .await
         .unwrap();
     assert_eq!(active["active"], true, "{active:?}");
     assert_eq!(active["sub"], "alice", "{active:?}");
     assert_eq!(active["client_id"], "demo", "{active:?}");
-    client
-        .revoke(&refreshed.access_token, Some("access_token"))
-        .await
-        .unwrap();
-    let inactive = client
-        .introspect(&refreshed.access_token, None)
-        .await
-        .unwrap();
+    assert_eq!(active["token_type"], "Bearer", "{active:?}");
+    client.revoke(&access, Some("access_token")).await.unwrap();
+    let inactive = client.introspect(&access, None).await.unwrap();
     assert_eq!(inactive["active"], false, "{inactive:?}");
-
-    // The rotated-out refresh token is refused.
-    let err = client.refresh(&refresh, Some("alice")).await.unwrap_err();
-    assert_eq!(err.oauth_error(), Some("invalid_grant"), "{err:?}");
-
-    // The code is single-use. (Checked last: oidc-provider answers a replayed code by
-    // revoking every token of its grant, as RFC 6749 §4.1.2 recommends.)
-    let again = client.handle_callback(&pending, &params).await.unwrap_err();
-    assert_eq!(again.oauth_error(), Some("invalid_grant"), "{again:?}");
+    assert!(matches!(
+        client.userinfo(&access, "alice").await,
+        Err(ClientError::OAuth { status: 401, .. })
+    ));
 
     // RP-initiated logout: the URL is built on the discovered endpoint, the peer accepts its
     // parameters (its confirmation page, not an error), and confirming returns to the
