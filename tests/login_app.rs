@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use reqwest::StatusCode;
 use reqwest::header::LOCATION;
 use serde_json::Value;
-use support::browser::{Jar, login};
+use support::browser::{Jar, app_sign_in, login};
 use support::{Running, example_path, start_server};
 
 const SECRET: &str = "a-session-secret-of-at-least-32-bytes-long";
@@ -80,54 +80,6 @@ fn location(r: &reqwest::Response) -> String {
     r.headers()[LOCATION].to_str().unwrap().to_owned()
 }
 
-/// Runs a whole sign-in starting at `{app}/login?rd=…`; returns the app's final redirect.
-async fn sign_in(http: &reqwest::Client, jar: &mut Jar, app: &str, rd: &str) -> String {
-    let start = http
-        .get(format!("{app}/login?rd={}", urlencode(rd)))
-        .header("cookie", jar.header())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(start.status(), StatusCode::FOUND);
-    jar.absorb(start.headers());
-    let authorize = location(&start);
-    let callback = if jar.0.contains_key("oidcgate_idp_session") {
-        // SSO at the IdP: straight back to the app.
-        let r = http
-            .get(&authorize)
-            .header("cookie", jar.header())
-            .send()
-            .await
-            .unwrap();
-        location(&r)
-    } else {
-        let (status, params, body) = login(http, jar, &authorize, "alice", "wonderland").await;
-        assert_eq!(status, 303, "{body}");
-        let mut url = url::Url::parse(&format!("{app}/auth/callback")).unwrap();
-        url.query_pairs_mut().extend_pairs(params.iter());
-        url.to_string()
-    };
-    let done = http
-        .get(&callback)
-        .header("cookie", jar.header())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        done.status(),
-        StatusCode::FOUND,
-        "{}",
-        done.text().await.unwrap_or_default()
-    );
-    jar.absorb(done.headers());
-    jar.0.insert("last_callback".into(), callback);
-    location(&done)
-}
-
-fn urlencode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
 #[tokio::test]
 async fn sign_in_session_and_logout() {
     let s = setup().await;
@@ -147,7 +99,7 @@ async fn sign_in_session_and_logout() {
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "unauthorized");
 
     let mut jar = Jar::default();
-    let landed = sign_in(&http, &mut jar, &s.app, "/profile").await;
+    let landed = app_sign_in(&http, &mut jar, &s.app, "/profile").await;
     assert_eq!(landed, "/profile");
     assert!(jar.0.keys().any(|k| k == "oidcgate_session"));
     let cookie = jar.header();
@@ -232,19 +184,19 @@ async fn return_paths_and_callback_errors() {
     let mut jar = Jar::default();
     // An absolute or scheme-relative rd is replaced by "/".
     assert_eq!(
-        sign_in(&http, &mut jar, &s.app, "//evil.example/x").await,
+        app_sign_in(&http, &mut jar, &s.app, "//evil.example/x").await,
         "/"
     );
     assert_eq!(
-        sign_in(&http, &mut jar, &s.app, "https://evil.example/").await,
+        app_sign_in(&http, &mut jar, &s.app, "https://evil.example/").await,
         "/"
     );
     assert_eq!(
-        sign_in(&http, &mut jar, &s.app, "/%2F%2Fevil.example").await,
+        app_sign_in(&http, &mut jar, &s.app, "/%2F%2Fevil.example").await,
         "/"
     );
     assert_eq!(
-        sign_in(&http, &mut jar, &s.app, "/profile?tab=1").await,
+        app_sign_in(&http, &mut jar, &s.app, "/profile?tab=1").await,
         "/profile?tab=1"
     );
 
@@ -338,7 +290,7 @@ backchannel_logout_uri = "http://127.0.0.1:{port}/auth/backchannel-logout"
     .await;
     let http = client();
     let mut jar = Jar::default();
-    sign_in(&http, &mut jar, &s.app, "/").await;
+    app_sign_in(&http, &mut jar, &s.app, "/").await;
     let me = http
         .get(format!("{}/api/me", s.app))
         .header("cookie", jar.header())

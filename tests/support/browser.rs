@@ -146,3 +146,55 @@ pub async fn decide_device(
     assert_eq!(done.status(), 200);
     done.text().await.unwrap()
 }
+
+fn location(r: &reqwest::Response) -> String {
+    r.headers()[LOCATION].to_str().unwrap().to_owned()
+}
+
+/// Runs a whole sign-in starting at `{app}/login?rd=…`; returns the app's final redirect.
+pub async fn app_sign_in(http: &reqwest::Client, jar: &mut Jar, app: &str, rd: &str) -> String {
+    let start = http
+        .get(format!("{app}/login?rd={}", urlencode(rd)))
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), StatusCode::FOUND);
+    jar.absorb(start.headers());
+    let authorize = location(&start);
+    let callback = if jar.0.contains_key("oidcgate_idp_session") {
+        // SSO at the IdP: straight back to the app.
+        let r = http
+            .get(&authorize)
+            .header("cookie", jar.header())
+            .send()
+            .await
+            .unwrap();
+        location(&r)
+    } else {
+        let (status, params, body) = login(http, jar, &authorize, "alice", "wonderland").await;
+        assert_eq!(status, 303, "{body}");
+        let mut url = url::Url::parse(&format!("{app}/auth/callback")).unwrap();
+        url.query_pairs_mut().extend_pairs(params.iter());
+        url.to_string()
+    };
+    let done = http
+        .get(&callback)
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        done.status(),
+        StatusCode::FOUND,
+        "{}",
+        done.text().await.unwrap_or_default()
+    );
+    jar.absorb(done.headers());
+    jar.0.insert("last_callback".into(), callback);
+    location(&done)
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}

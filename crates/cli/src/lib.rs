@@ -1,9 +1,10 @@
 //! The `oidcgate` command line (DESIGN §4). Subcommands land with their issues; this release
-//! has `idp`, `token` and `inspect`. Exit codes: 0 ok; 2 bad configuration, usage, or input that is not a JWS;
+//! has `serve`, `idp`, `token` and `inspect`. Exit codes: 0 ok; 2 bad configuration, usage, or input that is not a JWS;
 //! 1 runtime failure or a failed check.
 
 mod idp;
 mod inspect;
+mod serve;
 mod timefmt;
 mod token;
 
@@ -21,6 +22,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the gateway: an authenticating reverse proxy and forward-auth endpoint (reads .env).
+    Serve(Box<oidcgate_gateway::ServeArgs>),
     /// Run the development OpenID Provider (demo users and clients unless --config).
     Idp(idp::Args),
     /// Get, refresh, revoke or introspect tokens (client credentials, device, login).
@@ -52,6 +55,11 @@ impl From<Outcome> for ExitCode {
 
 /// Parses arguments, runs the subcommand, and maps the outcome onto exit codes.
 pub fn main() -> ExitCode {
+    // `serve` reads a .env in the working directory; the real environment wins (dotenvy never
+    // overrides). Other commands read only the environment.
+    if std::env::args().nth(1).as_deref() == Some("serve") {
+        let _ = dotenvy::dotenv();
+    }
     let cli = Cli::parse(); // clap exits 2 on usage errors and 0 for --help/--version
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -73,6 +81,7 @@ pub fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command {
+            Command::Serve(args) => serve::run(*args).await,
             Command::Idp(args) => idp::run(args).await,
             Command::Inspect(args) => inspect::run(args).await,
             Command::Token(args) => token::run(args).await,

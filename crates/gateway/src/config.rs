@@ -1,0 +1,271 @@
+//! Gateway settings (DESIGN §3): every setting is a flag and an environment variable, checked at
+//! start; a bad or missing one is a [`ConfigError`] naming it.
+
+use std::time::Duration;
+
+use thiserror::Error;
+use url::Url;
+
+/// A setting that is missing or wrong.
+#[derive(Debug, Error)]
+#[error("{setting}: {problem}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub problem: String,
+}
+
+fn err(setting: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting,
+        problem: problem.into(),
+    }
+}
+
+/// The `oidcgate serve` flags (each also an environment variable).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// IdP issuer URL.
+    #[arg(long, env = "OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// OAuth2 client id (required for login).
+    #[arg(long, env = "OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+    /// Client secret (absent: a public client, PKCE only).
+    #[arg(long, env = "OIDC_CLIENT_SECRET", hide_env_values = true)]
+    pub oidc_client_secret: Option<String>,
+    /// Callback URL registered at the IdP; the callback route is its path.
+    #[arg(long, env = "OIDC_REDIRECT_URI")]
+    pub oidc_redirect_uri: Option<String>,
+    /// Space-separated scopes.
+    #[arg(long, env = "OIDC_SCOPES", default_value = "openid email profile")]
+    pub oidc_scopes: String,
+    /// Expected `aud` of bearer access tokens; unset: no bearer tokens (sessions only).
+    #[arg(long, env = "OIDC_AUDIENCE")]
+    pub oidc_audience: Option<String>,
+    /// Space-separated claims a bearer token must carry.
+    #[arg(long, env = "OIDC_REQUIRED_CLAIMS", default_value = "exp iat iss sub")]
+    pub oidc_required_claims: String,
+    /// Claim holding the user's groups.
+    #[arg(long, env = "OIDC_GROUPS_CLAIM", default_value = "groups")]
+    pub oidc_groups_claim: String,
+    /// Allow plain http to non-loopback issuers (development only).
+    #[arg(long, env = "OIDC_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set)]
+    pub oidc_allow_http: bool,
+    /// Unknown-kid refetch bound per issuer.
+    #[arg(long, env = "OIDC_JWKS_REFETCH_COOLDOWN", default_value = "5s")]
+    pub oidc_jwks_refetch_cooldown: String,
+    /// At least 32 bytes (required for login).
+    #[arg(long, env = "SESSION_SECRET", hide_env_values = true)]
+    pub session_secret: Option<String>,
+    /// Old secrets, space-separated; decryption only.
+    #[arg(long, env = "SESSION_SECRET_PREVIOUS", hide_env_values = true)]
+    pub session_secret_previous: Option<String>,
+    /// `cookie` (the `redis` store is not built yet).
+    #[arg(long, env = "SESSION_STORE", default_value = "cookie")]
+    pub session_store: String,
+    /// Absolute session lifetime in seconds.
+    #[arg(long, env = "SESSION_MAX_AGE", default_value_t = 86_400)]
+    pub session_max_age: u64,
+    /// `false` only for plain-http development.
+    #[arg(long, env = "COOKIE_SECURE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub cookie_secure: bool,
+    /// The protected application.
+    #[arg(long, env = "UPSTREAM_URL")]
+    pub upstream_url: Option<String>,
+    /// Where the gateway listens.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:4180")]
+    pub listen_addr: String,
+    /// Send `X-Forwarded-Access-Token` upstream (needs the token in the session: not built yet
+    /// for sessions; bearer requests forward their own token).
+    #[arg(long, env = "PASS_ACCESS_TOKEN", default_value_t = false, action = clap::ArgAction::Set)]
+    pub pass_access_token: bool,
+    /// Send `Authorization: Bearer <access token>` upstream (bearer requests keep theirs).
+    #[arg(long, env = "PASS_AUTHORIZATION_HEADER", default_value_t = false, action = clap::ArgAction::Set)]
+    pub pass_authorization_header: bool,
+    /// Comma-separated allowed email domains.
+    #[arg(long, env = "ALLOWED_EMAIL_DOMAINS")]
+    pub allowed_email_domains: Option<String>,
+    /// Comma-separated allowed emails.
+    #[arg(long, env = "ALLOWED_EMAILS")]
+    pub allowed_emails: Option<String>,
+    /// Comma-separated allowed groups.
+    #[arg(long, env = "ALLOWED_GROUPS")]
+    pub allowed_groups: Option<String>,
+    /// Space-separated scopes bearer tokens need.
+    #[arg(long, env = "REQUIRED_SCOPES")]
+    pub required_scopes: Option<String>,
+    /// Upstream request timeout.
+    #[arg(long, env = "UPSTREAM_TIMEOUT", default_value = "30s")]
+    pub upstream_timeout: String,
+    /// Validated-token cache size (0 disables it).
+    #[arg(long, env = "TOKEN_CACHE_ENTRIES", default_value_t = 10_000)]
+    pub token_cache_entries: usize,
+}
+
+/// Checked settings.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub issuer: String,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub redirect_uri: Option<Url>,
+    pub scopes: String,
+    pub audience: Option<String>,
+    pub required_claims: Vec<String>,
+    pub groups_claim: String,
+    pub allow_http: bool,
+    pub refetch_cooldown: Duration,
+    pub session_secret: Option<String>,
+    pub session_secret_previous: Vec<String>,
+    pub session_max_age: Duration,
+    pub cookie_secure: bool,
+    pub upstream: Url,
+    pub listen: String,
+    pub pass_access_token: bool,
+    pub pass_authorization_header: bool,
+    pub allowed_email_domains: Vec<String>,
+    pub allowed_emails: Vec<String>,
+    pub allowed_groups: Vec<String>,
+    pub required_scopes: Vec<String>,
+    pub upstream_timeout: Duration,
+    pub token_cache_entries: usize,
+}
+
+fn list(v: &Option<String>, sep: char) -> Vec<String> {
+    v.as_deref()
+        .map(|s| {
+            s.split(sep)
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn duration(setting: &'static str, v: &str) -> Result<Duration, ConfigError> {
+    match v.parse::<u64>() {
+        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Err(_) => humantime::parse_duration(v).map_err(|e| err(setting, format!("{v:?}: {e}"))),
+    }
+}
+
+impl ServeArgs {
+    /// Checks every setting.
+    pub fn check(&self) -> Result<GatewayConfig, ConfigError> {
+        let issuer = self
+            .oidc_issuer
+            .clone()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| err("OIDC_ISSUER", "required (the IdP issuer URL)"))?;
+        Url::parse(&issuer).map_err(|e| err("OIDC_ISSUER", format!("not a URL: {e}")))?;
+        let upstream = self
+            .upstream_url
+            .as_deref()
+            .ok_or_else(|| err("UPSTREAM_URL", "required (the application to protect)"))?;
+        let upstream =
+            Url::parse(upstream).map_err(|e| err("UPSTREAM_URL", format!("not a URL: {e}")))?;
+        if upstream.scheme() != "http" {
+            return Err(err(
+                "UPSTREAM_URL",
+                "only http:// upstreams are supported (the gateway and the app share a host or network)",
+            ));
+        }
+        if self.session_store != "cookie" {
+            return Err(err(
+                "SESSION_STORE",
+                format!(
+                    "{:?}: only `cookie` is available in this version",
+                    self.session_store
+                ),
+            ));
+        }
+        let login = self.oidc_client_id.is_some()
+            || self.oidc_redirect_uri.is_some()
+            || self.session_secret.is_some();
+        let redirect_uri = match &self.oidc_redirect_uri {
+            Some(r) => Some(
+                Url::parse(r).map_err(|e| err("OIDC_REDIRECT_URI", format!("not a URL: {e}")))?,
+            ),
+            None => None,
+        };
+        if login {
+            if self.oidc_client_id.is_none() {
+                return Err(err("OIDC_CLIENT_ID", "required for login"));
+            }
+            let redirect = redirect_uri
+                .as_ref()
+                .ok_or_else(|| err("OIDC_REDIRECT_URI", "required for login"))?;
+            let secret = self
+                .session_secret
+                .as_deref()
+                .ok_or_else(|| err("SESSION_SECRET", "required for login (at least 32 bytes)"))?;
+            if secret.len() < 32 {
+                return Err(err(
+                    "SESSION_SECRET",
+                    format!("must be at least 32 bytes (got {})", secret.len()),
+                ));
+            }
+            if self.cookie_secure
+                && redirect.scheme() == "http"
+                && !oidcgate_core::http::is_loopback(redirect)
+            {
+                return Err(err(
+                    "COOKIE_SECURE",
+                    "true with a plain-http non-loopback redirect URI: browsers would drop the cookies",
+                ));
+            }
+        } else if self.oidc_audience.is_none() {
+            return Err(err(
+                "OIDC_CLIENT_ID",
+                "set the login settings (OIDC_CLIENT_ID, OIDC_REDIRECT_URI, SESSION_SECRET) or OIDC_AUDIENCE for bearer tokens",
+            ));
+        }
+        if self.session_max_age == 0 {
+            return Err(err("SESSION_MAX_AGE", "must be positive"));
+        }
+        Ok(GatewayConfig {
+            issuer,
+            client_id: self.oidc_client_id.clone(),
+            client_secret: self.oidc_client_secret.clone().filter(|s| !s.is_empty()),
+            redirect_uri,
+            scopes: self.oidc_scopes.clone(),
+            audience: self.oidc_audience.clone().filter(|s| !s.is_empty()),
+            required_claims: self
+                .oidc_required_claims
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
+            groups_claim: self.oidc_groups_claim.clone(),
+            allow_http: self.oidc_allow_http,
+            refetch_cooldown: duration(
+                "OIDC_JWKS_REFETCH_COOLDOWN",
+                &self.oidc_jwks_refetch_cooldown,
+            )?,
+            session_secret: self.session_secret.clone(),
+            session_secret_previous: list(&self.session_secret_previous, ' '),
+            session_max_age: Duration::from_secs(self.session_max_age),
+            cookie_secure: self.cookie_secure,
+            upstream,
+            listen: self.listen_addr.clone(),
+            pass_access_token: self.pass_access_token,
+            pass_authorization_header: self.pass_authorization_header,
+            allowed_email_domains: list(&self.allowed_email_domains, ',')
+                .into_iter()
+                .map(|d| d.to_ascii_lowercase())
+                .collect(),
+            allowed_emails: list(&self.allowed_emails, ',')
+                .into_iter()
+                .map(|d| d.to_ascii_lowercase())
+                .collect(),
+            allowed_groups: list(&self.allowed_groups, ','),
+            required_scopes: self
+                .required_scopes
+                .as_deref()
+                .map(|s| s.split_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default(),
+            upstream_timeout: duration("UPSTREAM_TIMEOUT", &self.upstream_timeout)?,
+            token_cache_entries: self.token_cache_entries,
+        })
+    }
+}

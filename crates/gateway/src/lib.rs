@@ -1,0 +1,459 @@
+//! oidcgate-gateway: `oidcgate serve` — an authenticating reverse proxy and forward-auth
+//! endpoint that protects any web application with no code change (DESIGN §3).
+//!
+//! - [`config`]: the settings (flags and environment variables), checked at start.
+//! - [`headers`]: identity headers, spoofing defence, cookie filtering, hop-by-hop rules.
+//! - [`proxy`]: forwarding to `UPSTREAM_URL` with streamed bodies.
+//! - This file: authentication per request (session from the login layer, or a bearer token),
+//!   authorization rules, and the gateway's own routes (`/auth/verify`, `/auth/userinfo`,
+//!   `/healthz`, `/readyz`).
+
+pub mod config;
+pub mod headers;
+pub mod proxy;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::header::{AUTHORIZATION, LOCATION};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use oidcgate_axum::bearer::BearerError;
+use oidcgate_axum::login::{LoginConfig, OidcLoginLayer, SessionUser};
+use oidcgate_core::client::{ClientAuth, ClientConfig, ClientSecret, OidcClient};
+use oidcgate_core::http::{HttpClient, ReqwestClient, UrlPolicy};
+use oidcgate_core::provider::KeyCacheConfig;
+use oidcgate_core::session::SessionKeys;
+use oidcgate_core::validate::{AccessTokenValidator, IssuerPolicy, TokenCacheConfig};
+use serde_json::json;
+
+pub use config::{ConfigError, GatewayConfig, ServeArgs};
+
+/// Who a request is from.
+#[derive(Debug, Clone)]
+struct Identity {
+    sub: String,
+    email: Option<String>,
+    preferred_username: Option<String>,
+    groups: Vec<String>,
+    /// The bearer token a request came with (forwarded only when configured).
+    bearer: Option<String>,
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("OIDC_ISSUER: discovery failed: {0}")]
+    Discovery(String),
+    #[error("LISTEN_ADDR: {0}")]
+    Listen(String),
+}
+
+struct Gateway {
+    config: GatewayConfig,
+    bearer: Option<AccessTokenValidator>,
+    login: Option<Arc<OidcClient>>,
+    upstream: proxy::Upstream,
+}
+
+type Shared = Arc<Gateway>;
+
+/// Builds the gateway (discovery happens here; without the IdP it fails with a clear error).
+pub async fn build(config: GatewayConfig) -> Result<Router, StartError> {
+    let url_policy = UrlPolicy {
+        allow_http: config.allow_http,
+    };
+    let http: Arc<dyn HttpClient> = Arc::new(
+        ReqwestClient::new(Default::default()).map_err(|e| StartError::Discovery(e.to_string()))?,
+    );
+    let key_cache = KeyCacheConfig {
+        refetch_cooldown: config.refetch_cooldown,
+        url_policy,
+        ..Default::default()
+    };
+    let bearer = match &config.audience {
+        Some(audience) => {
+            let mut policy = IssuerPolicy::new(&config.issuer, audience)
+                .required_claims(config.required_claims.clone());
+            // DESIGN §3: when the audience is the client id, only at+jwt tokens, or an ID token
+            // would pass as an access token.
+            if config.client_id.as_deref() == Some(audience.as_str()) {
+                policy = policy.require_at_jwt(true);
+            }
+            let mut builder = AccessTokenValidator::builder()
+                .issuer(policy)
+                .http_client(http.clone())
+                .key_cache(key_cache);
+            if config.token_cache_entries > 0 {
+                builder = builder.token_cache(TokenCacheConfig {
+                    max_entries: config.token_cache_entries,
+                    ..Default::default()
+                });
+            }
+            let validator = builder.build().map_err(|e| ConfigError {
+                setting: "OIDC_AUDIENCE",
+                problem: e.to_string(),
+            })?;
+            for e in validator.warm_up().await {
+                tracing::warn!(error = %e, "bearer-token keys not loaded yet; requests get 503 until they are");
+            }
+            Some(validator)
+        }
+        None => None,
+    };
+    let mut login_layer = None;
+    let mut login_client = None;
+    if let (Some(client_id), Some(redirect), Some(secret)) = (
+        &config.client_id,
+        &config.redirect_uri,
+        &config.session_secret,
+    ) {
+        let auth = match &config.client_secret {
+            Some(s) => ClientAuth::SecretBasic(ClientSecret::new(s.clone())),
+            None => ClientAuth::None,
+        };
+        let client_config = ClientConfig {
+            auth,
+            url_policy,
+            key_cache,
+            ..ClientConfig::public(&config.issuer, client_id)
+        };
+        let client = Arc::new(
+            OidcClient::discover(client_config, http.clone())
+                .await
+                .map_err(|e| StartError::Discovery(e.to_string()))?,
+        );
+        let previous: Vec<&[u8]> = config
+            .session_secret_previous
+            .iter()
+            .map(|s| s.as_bytes())
+            .collect();
+        let keys = SessionKeys::new(secret.as_bytes(), &previous).map_err(|e| ConfigError {
+            setting: "SESSION_SECRET",
+            problem: e.to_string(),
+        })?;
+        let mut login = LoginConfig::new(client.clone(), redirect.to_string(), Arc::new(keys));
+        login.scopes = config.scopes.clone();
+        login.cookie_secure = config.cookie_secure;
+        login.session_max_age = config.session_max_age;
+        let mut home = redirect.clone();
+        home.set_path("/");
+        home.set_query(None);
+        login.post_logout_redirect_uri = Some(home.to_string());
+        login_layer = Some(OidcLoginLayer::new(login));
+        login_client = Some(client);
+    }
+    let upstream = proxy::Upstream::new(config.upstream.clone(), config.upstream_timeout);
+    let gateway = Arc::new(Gateway {
+        config,
+        bearer,
+        login: login_client,
+        upstream,
+    });
+    let router = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/auth/verify", get(verify))
+        .route("/auth/userinfo", get(userinfo))
+        .fallback(forward)
+        .with_state(gateway);
+    Ok(match login_layer {
+        Some(layer) => router.layer(layer),
+        None => router,
+    })
+}
+
+/// Serves until SIGTERM or Ctrl-C; prints `listening on http://ADDR` once it accepts
+/// connections. In-flight requests finish before it returns.
+pub async fn serve(config: GatewayConfig) -> Result<(), StartError> {
+    let listen = config.listen.clone();
+    let app = build(config).await?;
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .map_err(|e| StartError::Listen(format!("cannot listen on {listen}: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| StartError::Listen(e.to_string()))?;
+    println!("listening on http://{addr}");
+    let shutdown = async {
+        #[cfg(unix)]
+        {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .map_err(|e| StartError::Listen(e.to_string()))
+}
+
+fn wants_html(headers: &HeaderMap) -> bool {
+    oidcgate_axum::login::pages::wants_html(headers)
+}
+
+/// The identity of a request: its session, else its bearer token. `Err` is the answer to send
+/// (invalid token, keys unavailable, two Authorization headers...).
+async fn identify(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    session: Option<&SessionUser>,
+) -> Result<Option<Identity>, Response> {
+    if let Some(user) = session {
+        return Ok(Some(Identity {
+            sub: user.sub.clone(),
+            email: user.email.clone(),
+            preferred_username: user.preferred_username.clone(),
+            groups: user.groups.clone(),
+            bearer: None,
+        }));
+    }
+    let Some(validator) = &gw.bearer else {
+        return Ok(None);
+    };
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return match headers.get_all(AUTHORIZATION).iter().count() {
+            0 => Ok(None),
+            _ => Err(
+                BearerError::InvalidRequest("more than one Authorization header").into_response(),
+            ),
+        };
+    };
+    let Some(token) = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(s, _)| s.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+    else {
+        return Ok(None);
+    };
+    let claims = validator
+        .validate(token)
+        .await
+        .map_err(|e| BearerError::Invalid(e).into_response())?;
+    let missing: Vec<String> = gw
+        .config
+        .required_scopes
+        .iter()
+        .filter(|s| !claims.has_scope(s))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        return Err(BearerError::InsufficientScope(missing.into()).into_response());
+    }
+    Ok(Some(Identity {
+        sub: claims.subject().unwrap_or_default().to_owned(),
+        email: claims.email().map(str::to_owned),
+        preferred_username: claims.preferred_username().map(str::to_owned),
+        groups: claims
+            .string_list_claim(&gw.config.groups_claim)
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        bearer: Some(token.to_owned()),
+    }))
+}
+
+/// ALLOWED_EMAILS / ALLOWED_EMAIL_DOMAINS / ALLOWED_GROUPS.
+fn allowed(config: &GatewayConfig, id: &Identity) -> bool {
+    let email = id.email.as_deref().map(str::to_ascii_lowercase);
+    let by_email = config.allowed_emails.is_empty() && config.allowed_email_domains.is_empty()
+        || email.as_deref().is_some_and(|e| {
+            config.allowed_emails.iter().any(|a| a == e)
+                || e.rsplit_once('@').is_some_and(|(_, domain)| {
+                    config.allowed_email_domains.iter().any(|d| d == domain)
+                })
+        });
+    let by_group = config.allowed_groups.is_empty()
+        || id.groups.iter().any(|g| config.allowed_groups.contains(g));
+    by_email && by_group
+}
+
+fn denied(headers: &HeaderMap) -> Response {
+    oidcgate_axum::login::pages::error_response(
+        headers,
+        StatusCode::FORBIDDEN,
+        "access_denied",
+        "you are signed in but not allowed here",
+    )
+}
+
+/// Browsers go to `/login?rd=…` when login is configured; API clients get 401.
+fn unauthenticated(gw: &Gateway, headers: &HeaderMap, rd: &str) -> Response {
+    if gw.login.is_some() && wants_html(headers) {
+        let rd: String = url::form_urlencoded::byte_serialize(rd.as_bytes()).collect();
+        let mut r = StatusCode::FOUND.into_response();
+        if let Ok(v) = HeaderValue::from_str(&format!("/login?rd={rd}")) {
+            r.headers_mut().insert(LOCATION, v);
+        }
+        return r;
+    }
+    BearerError::Missing.into_response()
+}
+
+fn identity_headers(gw: &Gateway, id: &Identity, into: &mut HeaderMap) {
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            into.insert(HeaderName::from_static(name), v);
+        }
+    };
+    set(headers::USER, &id.sub);
+    if let Some(e) = &id.email {
+        set(headers::EMAIL, e);
+    }
+    if let Some(u) = &id.preferred_username {
+        set(headers::PREFERRED_USERNAME, u);
+    }
+    if !id.groups.is_empty() {
+        set(headers::GROUPS, &id.groups.join(","));
+    }
+    if let Some(token) = &id.bearer {
+        if gw.config.pass_access_token {
+            set(headers::ACCESS_TOKEN, token);
+        }
+        if gw.config.pass_authorization_header
+            && let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}"))
+        {
+            into.insert(AUTHORIZATION, v);
+        }
+    }
+}
+
+/// Everything that is not a gateway route: authenticate, authorize, proxy.
+async fn forward(
+    State(gw): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut request: Request,
+) -> Response {
+    let rd = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let session = request.extensions().get::<SessionUser>().cloned();
+    let id = match identify(&gw, request.headers(), session.as_ref()).await {
+        Ok(Some(id)) => id,
+        Ok(None) => return unauthenticated(&gw, request.headers(), &rd),
+        Err(response) => return response,
+    };
+    if !allowed(&gw.config, &id) {
+        return denied(request.headers());
+    }
+    let headers = request.headers_mut();
+    headers::strip_identity(headers);
+    headers::strip_gateway_cookies(headers);
+    // A bearer token is the client's own: it goes upstream only when configured.
+    if id.bearer.is_some() && !gw.config.pass_authorization_header {
+        headers.remove(AUTHORIZATION);
+    }
+    identity_headers(&gw, &id, headers);
+    headers::set_forwarded(
+        headers,
+        peer.ip(),
+        if gw.config.cookie_secure {
+            "https"
+        } else {
+            "http"
+        },
+    );
+    gw.upstream.forward(request).await
+}
+
+/// `GET /auth/verify` (forward auth): 202 with the identity headers, or 401/403.
+async fn verify(
+    State(gw): State<Shared>,
+    headers: HeaderMap,
+    session: Option<SessionUser>,
+) -> Response {
+    match identify(&gw, &headers, session.as_ref()).await {
+        Ok(Some(id)) if allowed(&gw.config, &id) => {
+            let mut r = StatusCode::ACCEPTED.into_response();
+            identity_headers(&gw, &id, r.headers_mut());
+            r
+        }
+        Ok(Some(_)) => denied(&headers),
+        Ok(None) => BearerError::Missing.into_response(),
+        Err(response) => response,
+    }
+}
+
+/// `GET /auth/userinfo`: the caller's identity as JSON, 401 without one.
+async fn userinfo(
+    State(gw): State<Shared>,
+    headers: HeaderMap,
+    session: Option<SessionUser>,
+) -> Response {
+    match identify(&gw, &headers, session.as_ref()).await {
+        Ok(Some(id)) => {
+            let mut body = serde_json::Map::new();
+            body.insert("sub".into(), json!(id.sub));
+            if let Some(e) = id.email {
+                body.insert("email".into(), json!(e));
+            }
+            if let Some(user) = &session
+                && let Some(v) = user.email_verified
+            {
+                body.insert("email_verified".into(), json!(v));
+            }
+            if let Some(user) = &session
+                && let Some(n) = &user.name
+            {
+                body.insert("name".into(), json!(n));
+            }
+            if let Some(u) = id.preferred_username {
+                body.insert("preferred_username".into(), json!(u));
+            }
+            if !id.groups.is_empty() {
+                body.insert("groups".into(), json!(id.groups));
+            }
+            axum::Json(serde_json::Value::Object(body)).into_response()
+        }
+        Ok(None) => BearerError::Missing.into_response(),
+        Err(response) => response,
+    }
+}
+
+/// `GET /readyz`: keys loaded for the issuer.
+async fn readyz(State(gw): State<Shared>) -> Response {
+    let bearer_ready = gw
+        .bearer
+        .as_ref()
+        .is_none_or(|v| v.key_caches().all(|k| k.is_ready()));
+    let login_ready = match &gw.login {
+        Some(client) => {
+            let keys = client.id_token_validator().keys();
+            keys.is_ready() || keys.warm_up().await.is_ok()
+        }
+        None => true,
+    };
+    let ready = bearer_ready && login_ready;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body =
+        json!({"ready": ready, "checks": {"bearer_keys": bearer_ready, "login_keys": login_ready}});
+    (status, axum::Json(body)).into_response()
+}

@@ -1,0 +1,104 @@
+//! Forwarding to `UPSTREAM_URL` on hyper (reqwest is a user agent, not a forwarder): pooled
+//! connections, request and response bodies streamed in both directions (never buffered),
+//! hop-by-hop headers dropped, a timeout on the upstream's answer, and clear 502/504 pages
+//! when the upstream is down or slow.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::header::HOST;
+use axum::http::{HeaderValue, StatusCode, Uri};
+use axum::response::Response;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use url::Url;
+
+use crate::headers;
+
+/// The protected application.
+#[derive(Clone)]
+pub struct Upstream {
+    base: Url,
+    client: Client<HttpConnector, Body>,
+    timeout: Duration,
+}
+
+impl Upstream {
+    pub fn new(base: Url, timeout: Duration) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector);
+        Self {
+            base,
+            client,
+            timeout,
+        }
+    }
+
+    /// The upstream URI for a request path (appended to the upstream's own path prefix).
+    fn target(&self, original: &Uri) -> Option<Uri> {
+        let prefix = self.base.path().trim_end_matches('/');
+        let path_and_query = original.path_and_query().map_or("/", |p| p.as_str());
+        let authority = match self.base.port() {
+            Some(port) => format!("{}:{port}", self.base.host_str()?),
+            None => self.base.host_str()?.to_owned(),
+        };
+        format!("http://{authority}{prefix}{path_and_query}")
+            .parse()
+            .ok()
+    }
+
+    /// Sends the request upstream and streams the answer back.
+    pub async fn forward(&self, mut request: Request) -> Response {
+        let Some(target) = self.target(request.uri()) else {
+            return page(
+                StatusCode::BAD_GATEWAY,
+                "The gateway's upstream URL is not usable.",
+            );
+        };
+        if let Some(authority) = target.authority()
+            && let Ok(host) = HeaderValue::from_str(authority.as_str())
+        {
+            request.headers_mut().insert(HOST, host);
+        }
+        *request.uri_mut() = target;
+        headers::strip_hop_by_hop(request.headers_mut());
+        match tokio::time::timeout(self.timeout, self.client.request(request)).await {
+            Ok(Ok(response)) => {
+                let (mut parts, body) = response.into_parts();
+                headers::strip_hop_by_hop(&mut parts.headers);
+                Response::from_parts(parts, Body::new(body))
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "upstream request failed");
+                page(
+                    StatusCode::BAD_GATEWAY,
+                    "The application behind the gateway is not answering.",
+                )
+            }
+            Err(_) => page(
+                StatusCode::GATEWAY_TIMEOUT,
+                "The application behind the gateway took too long to answer.",
+            ),
+        }
+    }
+}
+
+fn page(status: StatusCode, message: &str) -> Response {
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{0}</title></head><body><h1>{0}</h1><p>{message}</p></body></html>",
+        status
+    );
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r
+}

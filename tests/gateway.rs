@@ -1,0 +1,299 @@
+//! `oidcgate serve` end to end over real sockets: the built-in IdP, a test upstream that echoes
+//! what it received, and the gateway between them — browser login with a cookie jar, identity
+//! headers upstream, spoofed identity headers stripped, the gateway's cookies kept from the
+//! app, bearer tokens, forward-auth, userinfo, group rules, health, upstream down, bad settings.
+
+mod support;
+
+use std::net::SocketAddr;
+
+use axum::http::HeaderMap;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::browser::{Jar, app_sign_in};
+use support::{Running, start_server};
+
+const BIN: &str = env!("CARGO_BIN_EXE_oidcgate");
+const SECRET: &str = "a-gateway-session-secret-of-32-bytes-or-more";
+
+/// An upstream that answers every request with what it saw.
+async fn echo_upstream() -> (String, tokio::task::JoinHandle<()>) {
+    async fn echo(headers: HeaderMap, uri: axum::http::Uri) -> axum::Json<Value> {
+        let mut h = serde_json::Map::new();
+        for (k, v) in &headers {
+            h.insert(k.as_str().to_owned(), json!(v.to_str().unwrap_or("")));
+        }
+        axum::Json(json!({"path": uri.path(), "query": uri.query(), "headers": h}))
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, axum::Router::new().fallback(echo))
+            .await
+            .unwrap();
+    });
+    (url, task)
+}
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+async fn gateway(issuer: &str, upstream: &str, extra: &[(&str, &str)]) -> Running {
+    let addr = free_addr();
+    let listen = addr.to_string();
+    let redirect = format!("http://{addr}/auth/callback");
+    let mut envs = vec![
+        ("OIDC_ISSUER", issuer),
+        ("OIDC_CLIENT_ID", "demo"),
+        ("OIDC_CLIENT_SECRET", "demo-secret"),
+        ("OIDC_REDIRECT_URI", redirect.as_str()),
+        ("OIDC_AUDIENCE", "demo-api"),
+        ("SESSION_SECRET", SECRET),
+        ("COOKIE_SECURE", "false"),
+        ("UPSTREAM_URL", upstream),
+        ("LISTEN_ADDR", listen.as_str()),
+    ];
+    envs.extend_from_slice(extra);
+    start_server(std::path::Path::new(BIN), &["serve"], &envs).await
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn service_token(issuer: &str) -> String {
+    let r: Value = client()
+        .post(format!("{issuer}/token"))
+        .basic_auth("demo-service", Some("demo-service-secret"))
+        .form(&[("grant_type", "client_credentials"), ("scope", "read")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["access_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn login_identity_headers_and_spoofing() {
+    let idp = start_server(
+        std::path::Path::new(BIN),
+        &["idp", "--listen", "127.0.0.1:0"],
+        &[],
+    )
+    .await;
+    let (upstream, _task) = echo_upstream().await;
+    let gw = gateway(&idp.base_url, &upstream, &[]).await;
+    let base = &gw.base_url;
+    let http = client();
+
+    // Unauthenticated: browsers to the login, API clients 401 with a Bearer challenge.
+    let r = http
+        .get(format!("{base}/app/page?x=1"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND);
+    assert_eq!(r.headers()["location"], "/login?rd=%2Fapp%2Fpage%3Fx%3D1");
+    let r = http.get(format!("{base}/api")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"oidcgate\"");
+
+    let mut jar = Jar::default();
+    assert_eq!(
+        app_sign_in(&http, &mut jar, base, "/app/page").await,
+        "/app/page"
+    );
+    let seen: Value = http
+        .get(format!("{base}/app/page?q=2"))
+        .header("cookie", format!("{}; app_cookie=keep", jar.header()))
+        .header("x-auth-request-user", "evil")
+        .header("X_Auth_Request_Email", "evil@example.com")
+        .header("x-forwarded-access-token", "forged")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let h = &seen["headers"];
+    assert_eq!(seen["path"], "/app/page");
+    assert_eq!(seen["query"], "q=2");
+    assert_eq!(h["x-auth-request-user"], "alice");
+    assert_eq!(h["x-auth-request-email"], "alice@example.com");
+    assert_eq!(h["x-auth-request-groups"], "admins,users");
+    assert!(
+        h.get("x_auth_request_email").is_none(),
+        "underscore variant stripped: {h}"
+    );
+    assert!(h.get("x-forwarded-access-token").is_none());
+    let cookie = h["cookie"].as_str().unwrap_or_default();
+    assert!(
+        cookie.contains("app_cookie=keep") && !cookie.contains("oidcgate_session"),
+        "{cookie}"
+    );
+    assert!(h["x-forwarded-for"].as_str().unwrap().contains("127.0.0.1"));
+
+    // Forward auth and userinfo with the session.
+    let r = http
+        .get(format!("{base}/auth/verify"))
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.headers()["x-auth-request-user"], "alice");
+    let r = http
+        .get(format!("{base}/auth/verify"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let me: Value = http
+        .get(format!("{base}/auth/userinfo"))
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["sub"], "alice");
+    assert_eq!(me["groups"], json!(["admins", "users"]));
+
+    // Bearer tokens: accepted, identity from the token, the token itself not forwarded.
+    let token = service_token(&idp.base_url).await;
+    let seen: Value = http
+        .get(format!("{base}/api"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["headers"]["x-auth-request-user"], "demo-service");
+    assert!(seen["headers"].get("authorization").is_none());
+    let r = http
+        .get(format!("{base}/api"))
+        .bearer_auth("not.a.jwt")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
+
+    // Health.
+    assert_eq!(
+        http.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    assert_eq!(ready.json::<Value>().await.unwrap()["ready"], true);
+}
+
+#[tokio::test]
+async fn group_rules_and_upstream_down() {
+    let idp = start_server(
+        std::path::Path::new(BIN),
+        &["idp", "--listen", "127.0.0.1:0"],
+        &[],
+    )
+    .await;
+    let (upstream, task) = echo_upstream().await;
+    let gw = gateway(&idp.base_url, &upstream, &[("ALLOWED_GROUPS", "admins")]).await;
+    let base = &gw.base_url;
+    let http = client();
+    // alice is an admin: allowed. The service token has no groups: 403.
+    let mut jar = Jar::default();
+    app_sign_in(&http, &mut jar, base, "/").await;
+    assert_eq!(
+        http.get(format!("{base}/x"))
+            .header("cookie", jar.header())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let token = service_token(&idp.base_url).await;
+    let r = http
+        .get(format!("{base}/x"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // The upstream goes away: a clear 502, not a hang.
+    task.abort();
+    let _ = task.await;
+    let r = http
+        .get(format!("{base}/x"))
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+}
+
+#[tokio::test]
+async fn bad_settings_exit_2_naming_the_setting() {
+    for (envs, setting) in [
+        (vec![], "OIDC_ISSUER"),
+        (vec![("OIDC_ISSUER", "http://127.0.0.1:1")], "UPSTREAM_URL"),
+        (
+            vec![
+                ("OIDC_ISSUER", "http://127.0.0.1:1"),
+                ("UPSTREAM_URL", "http://127.0.0.1:2"),
+                ("OIDC_CLIENT_ID", "x"),
+                ("OIDC_REDIRECT_URI", "http://127.0.0.1:3/cb"),
+                ("SESSION_SECRET", "short"),
+            ],
+            "SESSION_SECRET",
+        ),
+        (
+            vec![
+                ("OIDC_ISSUER", "http://127.0.0.1:1"),
+                ("UPSTREAM_URL", "http://127.0.0.1:2"),
+                ("OIDC_CLIENT_ID", "x"),
+                ("OIDC_REDIRECT_URI", "http://app.example.com/cb"),
+                ("SESSION_SECRET", SECRET),
+            ],
+            "COOKIE_SECURE",
+        ),
+    ] {
+        let out = tokio::process::Command::new(BIN)
+            .arg("serve")
+            .env_clear()
+            .envs(envs)
+            .current_dir(std::env::temp_dir())
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{setting}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(setting) && err.trim().lines().count() == 1,
+            "{setting}: {err}"
+        );
+    }
+}
