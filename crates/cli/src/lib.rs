@@ -1,7 +1,8 @@
 //! The `oidcgate` command line (DESIGN §4). Subcommands land with their issues; this release
-//! has `serve`, `idp`, `token` and `inspect`. Exit codes: 0 ok; 2 bad configuration, usage, or input that is not a JWS;
+//! has `serve`, `demo`, `idp`, `token` and `inspect`. Exit codes: 0 ok; 2 bad configuration, usage, or input that is not a JWS;
 //! 1 runtime failure or a failed check.
 
+mod demo;
 mod idp;
 mod inspect;
 mod serve;
@@ -24,6 +25,8 @@ struct Cli {
 enum Command {
     /// Run the gateway: an authenticating reverse proxy and forward-auth endpoint (reads .env).
     Serve(Box<oidcgate_gateway::ServeArgs>),
+    /// Run the IdP, a sample app and the gateway in front of it (no settings needed).
+    Demo(demo::Args),
     /// Run the development OpenID Provider (demo users and clients unless --config).
     Idp(idp::Args),
     /// Get, refresh, revoke or introspect tokens (client credentials, device, login).
@@ -82,6 +85,7 @@ pub fn main() -> ExitCode {
     let outcome = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve::run(*args).await,
+            Command::Demo(args) => demo::run(args).await,
             Command::Idp(args) => idp::run(args).await,
             Command::Inspect(args) => inspect::run(args).await,
             Command::Token(args) => token::run(args).await,
