@@ -12,70 +12,18 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use support::peers;
 
-/// Where Debian's `chromium` package puts the browser (the script launches exactly this).
-const CHROMIUM: &str = "/usr/bin/chromium";
-
 /// How long the whole Node script may take (it has its own 60 s watchdog).
 const NODE_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// Runs `apt-get ARGS` without a terminal; returns whether it succeeded, echoing its output.
-fn apt_get(args: &[&str]) -> bool {
-    eprintln!("running apt-get {}", args.join(" "));
-    match std::process::Command::new("apt-get")
-        .args(args)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .stdin(Stdio::null())
-        .output()
-    {
-        Ok(output) => {
-            if !output.status.success() {
-                eprintln!(
-                    "apt-get {} failed ({}):\n{}{}",
-                    args.join(" "),
-                    output.status,
-                    String::from_utf8_lossy(&output.stdout),
-                    String::from_utf8_lossy(&output.stderr)
-                );
-            }
-            output.status.success()
-        }
-        Err(e) => {
-            eprintln!("cannot run apt-get: {e}");
-            false
-        }
-    }
-}
-
-/// Makes sure Debian's Chromium is installed: installs it when missing, and fails (never skips)
-/// when that does not work.
-fn ensure_chromium() {
-    if Path::new(CHROMIUM).exists() {
-        return;
-    }
-    eprintln!("{CHROMIUM} is missing: installing Debian's chromium package");
-    if !apt_get(&["install", "-y", "chromium"]) {
-        // The package lists may be missing or stale on a fresh machine.
-        apt_get(&["update"]);
-        apt_get(&["install", "-y", "chromium"]);
-    }
-    assert!(
-        Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is missing and installing it failed: this test needs Debian's chromium \
-         package (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)"
-    );
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_signs_in_through_the_login_page() {
     let dir = peers::peers_dir();
     peers::require_tool("node");
-    ensure_chromium();
+    peers::ensure_chromium();
     peers::ensure_node_modules(&dir, &["playwright-core"]);
 
     let idp = peers::start_idp().await;

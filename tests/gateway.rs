@@ -297,3 +297,92 @@ async fn bad_settings_exit_2_naming_the_setting() {
         );
     }
 }
+
+/// Sends a request line exactly as written (clients normalize `..` away) and returns the status.
+async fn raw_status(base: &str, path: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8_lossy(&response);
+    text.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn skip_auth_routes_match_the_normalized_path() {
+    let idp = start_server(
+        std::path::Path::new(BIN),
+        &["idp", "--listen", "127.0.0.1:0"],
+        &[],
+    )
+    .await;
+    let (upstream, _task) = echo_upstream().await;
+    let gw = gateway(
+        &idp.base_url,
+        &upstream,
+        &[("SKIP_AUTH_ROUTES", "GET=^/public/.*, /health")],
+    )
+    .await;
+    let base = &gw.base_url;
+    let http = client();
+    let seen: Value = http
+        .get(format!("{base}/public/app.css?v=1"))
+        .header("x-auth-request-user", "evil")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["path"], "/public/app.css");
+    assert!(
+        seen["headers"].get("x-auth-request-user").is_none(),
+        "no identity on public routes, spoofed or not"
+    );
+    assert_eq!(
+        http.post(format!("{base}/public/x"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED,
+        "GET only"
+    );
+    assert_eq!(
+        http.get(format!("{base}/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        http.get(format!("{base}/healthcheck"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED,
+        "anchored"
+    );
+    // Dot segments, plain or percent-encoded, are resolved before matching.
+    assert_eq!(raw_status(base, "/public/../admin").await, 401);
+    assert_eq!(raw_status(base, "/public/%2e%2e/admin").await, 401);
+    assert_eq!(raw_status(base, "/public/./ok").await, 200);
+    // The query is never matched.
+    assert_eq!(
+        http.get(format!("{base}/admin?x=/public/y"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+}

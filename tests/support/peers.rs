@@ -1,7 +1,8 @@
 //! Running the Node.js peers in `tests/peers` against the development IdP: checking that `node`
-//! and `npm` can run, installing the locked npm dependencies (`npm ci`) when they are missing or
-//! stale, starting `oidcgate idp` on a free loopback port, and running a peer script with a
-//! timeout whose stdout is one JSON line per step (`{"step": …, "ok": true}`).
+//! and `npm` can run, installing Debian's Chromium for the browser tests when it is missing,
+//! installing the locked npm dependencies (`npm ci`) when they are missing or stale, starting
+//! `oidcgate idp` on a free loopback port, and running a peer script with a timeout whose stdout
+//! is one JSON line per step (`{"step": …, "ok": true}`).
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -36,6 +37,56 @@ pub fn require_tool(program: &str) {
              (Debian: apt-get install nodejs npm)"
         ),
     }
+}
+
+/// Where Debian's `chromium` package puts the browser (the browser scripts launch exactly this).
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Runs `apt-get ARGS` without a terminal; returns whether it succeeded, echoing its output.
+fn apt_get(args: &[&str]) -> bool {
+    eprintln!("running apt-get {}", args.join(" "));
+    match std::process::Command::new("apt-get")
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(output) => {
+            if !output.status.success() {
+                eprintln!(
+                    "apt-get {} failed ({}):\n{}{}",
+                    args.join(" "),
+                    output.status,
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+            output.status.success()
+        }
+        Err(e) => {
+            eprintln!("cannot run apt-get: {e}");
+            false
+        }
+    }
+}
+
+/// Makes sure Debian's Chromium is installed: installs it when missing, and fails (never skips)
+/// when that does not work.
+pub fn ensure_chromium() {
+    if Path::new(CHROMIUM).exists() {
+        return;
+    }
+    eprintln!("{CHROMIUM} is missing: installing Debian's chromium package");
+    if !apt_get(&["install", "-y", "chromium"]) {
+        // The package lists may be missing or stale on a fresh machine.
+        apt_get(&["update"]);
+        apt_get(&["install", "-y", "chromium"]);
+    }
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing and installing it failed: this test needs Debian's chromium \
+         package (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)"
+    );
 }
 
 /// Whether every dependency pinned in tests/peers/package.json is installed at that version

@@ -159,6 +159,7 @@ pub async fn run(args: Args) -> Outcome {
         required_scopes: Vec::new(),
         upstream_timeout: Duration::from_secs(30),
         token_cache_entries: 10_000,
+        skip_auth: Default::default(),
     };
     eprintln!("oidcgate demo");
     eprintln!("  open {gateway_url}/ and sign in as alice / wonderland (or bob / builder)");

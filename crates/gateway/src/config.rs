@@ -94,6 +94,9 @@ pub struct ServeArgs {
     /// Space-separated scopes bearer tokens need.
     #[arg(long, env = "REQUIRED_SCOPES")]
     pub required_scopes: Option<String>,
+    /// Comma-separated `[METHOD=]regex` routes that need no authentication.
+    #[arg(long, env = "SKIP_AUTH_ROUTES")]
+    pub skip_auth_routes: Option<String>,
     /// Upstream request timeout.
     #[arg(long, env = "UPSTREAM_TIMEOUT", default_value = "30s")]
     pub upstream_timeout: String,
@@ -129,6 +132,7 @@ pub struct GatewayConfig {
     pub required_scopes: Vec<String>,
     pub upstream_timeout: Duration,
     pub token_cache_entries: usize,
+    pub skip_auth: crate::skip::SkipAuth,
 }
 
 fn list(v: &Option<String>, sep: char) -> Vec<String> {
@@ -266,6 +270,7 @@ impl ServeArgs {
                 .unwrap_or_default(),
             upstream_timeout: duration("UPSTREAM_TIMEOUT", &self.upstream_timeout)?,
             token_cache_entries: self.token_cache_entries,
+            skip_auth: crate::skip::SkipAuth::parse(self.skip_auth_routes.as_deref())?,
         })
     }
 }

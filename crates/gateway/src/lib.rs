@@ -11,6 +11,7 @@
 pub mod config;
 pub mod headers;
 pub mod proxy;
+pub mod skip;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -346,6 +347,39 @@ async fn forward(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     mut request: Request,
 ) -> Response {
+    if !gw.config.skip_auth.is_empty() {
+        // Match and forward the same, normalized path (never the query).
+        let normalized = skip::normalize_path(request.uri().path());
+        if normalized != request.uri().path() {
+            let pq = match request.uri().query() {
+                Some(q) => format!("{normalized}?{q}"),
+                None => normalized.clone(),
+            };
+            let Ok(pq) = pq.parse::<axum::http::uri::PathAndQuery>() else {
+                return StatusCode::BAD_REQUEST.into_response();
+            };
+            let mut parts = request.uri().clone().into_parts();
+            parts.path_and_query = Some(pq);
+            if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+                *request.uri_mut() = uri;
+            }
+        }
+        if gw.config.skip_auth.matches(request.method(), &normalized) {
+            let headers = request.headers_mut();
+            headers::strip_identity(headers);
+            headers::strip_gateway_cookies(headers);
+            headers::set_forwarded(
+                headers,
+                peer.ip(),
+                if gw.config.cookie_secure {
+                    "https"
+                } else {
+                    "http"
+                },
+            );
+            return gw.upstream.forward(request).await;
+        }
+    }
     let rd = request
         .uri()
         .path_and_query()
