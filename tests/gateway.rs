@@ -209,6 +209,25 @@ async fn login_identity_headers_and_spoofing() {
     let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
     assert_eq!(ready.json::<Value>().await.unwrap()["ready"], true);
+
+    // Metrics count what happened above.
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "oidcgate_requests_total{outcome=\"proxied\"}",
+        "oidcgate_requests_total{outcome=\"unauthenticated\"}",
+        "oidcgate_requests_total{outcome=\"refused\"}",
+        "oidcgate_proxied_request_duration_seconds_count",
+        "oidcgate_jwks_fetches",
+    ] {
+        assert!(metrics.contains(needle), "{needle} in\n{metrics}");
+    }
 }
 
 #[tokio::test]
@@ -253,6 +272,22 @@ async fn group_rules_and_upstream_down() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("oidcgate_requests_total{outcome=\"upstream_error\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("oidcgate_requests_total{outcome=\"forbidden\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

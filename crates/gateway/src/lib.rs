@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod headers;
+pub mod metrics;
 pub mod proxy;
 pub mod skip;
 
@@ -56,6 +57,7 @@ pub enum StartError {
 }
 
 struct Gateway {
+    metrics: metrics::Metrics,
     config: GatewayConfig,
     bearer: Option<AccessTokenValidator>,
     login: Option<Arc<OidcClient>>,
@@ -151,6 +153,7 @@ pub async fn build(config: GatewayConfig) -> Result<Router, StartError> {
     }
     let upstream = proxy::Upstream::new(config.upstream.clone(), config.upstream_timeout);
     let gateway = Arc::new(Gateway {
+        metrics: metrics::Metrics::default(),
         config,
         bearer,
         login: login_client,
@@ -159,6 +162,7 @@ pub async fn build(config: GatewayConfig) -> Result<Router, StartError> {
     let router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
         .route("/auth/verify", get(verify))
         .route("/auth/userinfo", get(userinfo))
         .fallback(forward)
@@ -377,7 +381,7 @@ async fn forward(
                     "http"
                 },
             );
-            return gw.upstream.forward(request).await;
+            return proxy_timed(&gw, request, metrics::Outcome::Public).await;
         }
     }
     let rd = request
@@ -388,10 +392,17 @@ async fn forward(
     let session = request.extensions().get::<SessionUser>().cloned();
     let id = match identify(&gw, request.headers(), session.as_ref()).await {
         Ok(Some(id)) => id,
-        Ok(None) => return unauthenticated(&gw, request.headers(), &rd),
-        Err(response) => return response,
+        Ok(None) => {
+            gw.metrics.record(metrics::Outcome::Unauthenticated);
+            return unauthenticated(&gw, request.headers(), &rd);
+        }
+        Err(response) => {
+            gw.metrics.record(metrics::Outcome::Refused);
+            return response;
+        }
     };
     if !allowed(&gw.config, &id) {
+        gw.metrics.record(metrics::Outcome::Forbidden);
         return denied(request.headers());
     }
     let headers = request.headers_mut();
@@ -411,7 +422,47 @@ async fn forward(
             "http"
         },
     );
-    gw.upstream.forward(request).await
+    proxy_timed(&gw, request, metrics::Outcome::Proxied).await
+}
+
+/// Forwards and records the outcome and the time to the upstream's response headers.
+async fn proxy_timed(gw: &Gateway, request: Request, outcome: metrics::Outcome) -> Response {
+    let started = std::time::Instant::now();
+    let response = gw.upstream.forward(request).await;
+    gw.metrics.observe_latency(started.elapsed().as_secs_f64());
+    let upstream_failed = matches!(
+        response.status(),
+        StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT
+    ) && response
+        .headers()
+        .get("x-oidcgate-upstream-error")
+        .is_some();
+    gw.metrics.record(if upstream_failed {
+        metrics::Outcome::UpstreamError
+    } else {
+        outcome
+    });
+    response
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn metrics_text(State(gw): State<Shared>) -> Response {
+    let mut fetches = gw
+        .bearer
+        .as_ref()
+        .map_or(0, |v| v.key_caches().map(|k| k.jwks_fetches()).sum());
+    if let Some(client) = &gw.login {
+        fetches += client.id_token_validator().keys().jwks_fetches();
+    }
+    let body = gw.metrics.render(fetches);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// `GET /auth/verify` (forward auth): 202 with the identity headers, or 401/403.

@@ -96,6 +96,9 @@ fn page(status: StatusCode, message: &str) -> Response {
     );
     let mut r = Response::new(Body::from(body));
     *r.status_mut() = status;
+    // Marks the gateway's own error pages (the metrics tell them from the app's 502s).
+    r.headers_mut()
+        .insert("x-oidcgate-upstream-error", HeaderValue::from_static("1"));
     r.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),

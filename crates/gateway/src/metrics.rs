@@ -1,0 +1,104 @@
+//! `/metrics` (Prometheus text format, prometheus-client): requests by outcome, the latency of
+//! proxied requests, and the signing-key fetches of the gateway's key caches.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Authenticated and sent upstream.
+    Proxied,
+    /// A `SKIP_AUTH_ROUTES` route sent upstream without authentication.
+    Public,
+    /// No credentials (302 to login or 401).
+    Unauthenticated,
+    /// Invalid token, bad request or keys unavailable.
+    Refused,
+    /// Authenticated but not allowed (403).
+    Forbidden,
+    /// The upstream failed (502/504).
+    UpstreamError,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Proxied => "proxied",
+            Self::Public => "public",
+            Self::Unauthenticated => "unauthenticated",
+            Self::Refused => "refused",
+            Self::Forbidden => "forbidden",
+            Self::UpstreamError => "upstream_error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+/// The gateway's metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<OutcomeLabel, Counter>,
+    latency: Histogram,
+    jwks_fetches: Gauge<u64, AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("oidcgate");
+        let requests = Family::<OutcomeLabel, Counter>::default();
+        registry.register("requests", "Requests by outcome", requests.clone());
+        // 100 µs .. ~3.3 s.
+        let latency = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "proxied_request_duration_seconds",
+            "Time to the upstream's response headers",
+            latency.clone(),
+        );
+        let jwks_fetches = Gauge::<u64, AtomicU64>::default();
+        registry.register(
+            "jwks_fetches",
+            "JWKS fetch attempts by the gateway's key caches",
+            jwks_fetches.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            jwks_fetches,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn record(&self, outcome: Outcome) {
+        self.requests
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.label(),
+            })
+            .inc();
+    }
+
+    pub fn observe_latency(&self, seconds: f64) {
+        self.latency.observe(seconds);
+    }
+
+    /// The text exposition, with `jwks_fetches` set to `fetches` first.
+    pub fn render(&self, fetches: u64) -> String {
+        self.jwks_fetches.set(fetches);
+        let mut out = String::new();
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
