@@ -421,3 +421,62 @@ async fn skip_auth_routes_match_the_normalized_path() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn websocket_through_the_gateway() {
+    use axum::extract::ws::{Message, WebSocketUpgrade};
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    // An upstream that echoes WebSocket text frames and reports the identity it saw.
+    let app = axum::Router::new().route(
+        "/ws",
+        axum::routing::get(|ws: WebSocketUpgrade, headers: HeaderMap| async move {
+            let user = headers
+                .get("x-auth-request-user")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            ws.on_upgrade(move |mut socket| async move {
+                let _ = socket
+                    .send(Message::Text(format!("hello {user}").into()))
+                    .await;
+                while let Some(Ok(Message::Text(t))) = socket.recv().await {
+                    let _ = socket.send(Message::Text(format!("echo {t}").into())).await;
+                }
+            })
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let idp = start_server(
+        std::path::Path::new(BIN),
+        &["idp", "--listen", "127.0.0.1:0"],
+        &[],
+    )
+    .await;
+    let gw = gateway(&idp.base_url, &upstream, &[]).await;
+    let token = service_token(&idp.base_url).await;
+
+    let url = gw.base_url.replace("http://", "ws://") + "/ws";
+    let mut request = url.as_str().into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (mut socket, response) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("upgrade through the gateway");
+    assert_eq!(response.status(), 101);
+    let first = socket.next().await.unwrap().unwrap();
+    assert_eq!(first.into_text().unwrap().as_str(), "hello demo-service");
+    socket
+        .send(tokio_tungstenite::tungstenite::Message::Text("ping".into()))
+        .await
+        .unwrap();
+    let echoed = socket.next().await.unwrap().unwrap();
+    assert_eq!(echoed.into_text().unwrap().as_str(), "echo ping");
+    // Without credentials the upgrade is refused before reaching the app.
+    let anonymous = tokio_tungstenite::connect_async(url.as_str()).await;
+    assert!(anonymous.is_err());
+}

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::header::HOST;
+use axum::http::HeaderMap;
+use axum::http::header::{CONNECTION, HOST, UPGRADE};
 use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::response::Response;
 use hyper_util::client::legacy::Client;
@@ -54,6 +55,9 @@ impl Upstream {
     }
 
     /// Sends the request upstream and streams the answer back.
+    /// Sends the request upstream and streams the answer back. A WebSocket (or other HTTP/1.1
+    /// `Upgrade`) request keeps its upgrade headers; when the upstream switches protocols, the
+    /// two upgraded connections are joined and bytes copied both ways until either side closes.
     pub async fn forward(&self, mut request: Request) -> Response {
         let Some(target) = self.target(request.uri()) else {
             return page(
@@ -67,9 +71,40 @@ impl Upstream {
             request.headers_mut().insert(HOST, host);
         }
         *request.uri_mut() = target;
+        let upgrade = requested_upgrade(request.headers());
         headers::strip_hop_by_hop(request.headers_mut());
+        let client_upgrade = match &upgrade {
+            Some(protocol) => {
+                request.headers_mut().insert(UPGRADE, protocol.clone());
+                request
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+                Some(hyper::upgrade::on(&mut request))
+            }
+            None => None,
+        };
         match tokio::time::timeout(self.timeout, self.client.request(request)).await {
-            Ok(Ok(response)) => {
+            Ok(Ok(mut response)) => {
+                if response.status() == StatusCode::SWITCHING_PROTOCOLS
+                    && let Some(client_side) = client_upgrade
+                {
+                    let upstream_side = hyper::upgrade::on(&mut response);
+                    tokio::spawn(async move {
+                        match (client_side.await, upstream_side.await) {
+                            (Ok(client), Ok(upstream)) => {
+                                let mut client = hyper_util::rt::TokioIo::new(client);
+                                let mut upstream = hyper_util::rt::TokioIo::new(upstream);
+                                let _ =
+                                    tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                            }
+                            (Err(e), _) | (_, Err(e)) => {
+                                tracing::debug!(error = %e, "upgrade failed")
+                            }
+                        }
+                    });
+                    let (parts, _) = response.into_parts();
+                    return Response::from_parts(parts, Body::empty());
+                }
                 let (mut parts, body) = response.into_parts();
                 headers::strip_hop_by_hop(&mut parts.headers);
                 Response::from_parts(parts, Body::new(body))
@@ -104,4 +139,17 @@ fn page(status: StatusCode, message: &str) -> Response {
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     r
+}
+
+/// The protocol of an HTTP/1.1 upgrade request (`Connection: upgrade` + `Upgrade: …`).
+fn requested_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
+    let connection_upgrade = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    connection_upgrade
+        .then(|| headers.get(UPGRADE).cloned())
+        .flatten()
 }
