@@ -480,3 +480,71 @@ async fn websocket_through_the_gateway() {
     let anonymous = tokio_tungstenite::connect_async(url.as_str()).await;
     assert!(anonymous.is_err());
 }
+
+#[tokio::test]
+async fn request_limits() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let idp = start_server(
+        std::path::Path::new(BIN),
+        &["idp", "--listen", "127.0.0.1:0"],
+        &[],
+    )
+    .await;
+    let (upstream, _task) = echo_upstream().await;
+    let gw = gateway(
+        &idp.base_url,
+        &upstream,
+        &[
+            ("MAX_HEADER_BYTES", "8192"),
+            ("HEADER_READ_TIMEOUT", "1s"),
+            ("MAX_BODY_BYTES", "1000"),
+            ("SKIP_AUTH_ROUTES", "/open"),
+        ],
+    )
+    .await;
+    let base = &gw.base_url;
+    let http = client();
+    // A request head over MAX_HEADER_BYTES: 431.
+    let r = http
+        .get(format!("{base}/open"))
+        .header("x-big", "a".repeat(10_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    // A body over MAX_BODY_BYTES: 413 before anything reaches the app.
+    let r = http
+        .post(format!("{base}/open"))
+        .body(vec![b'x'; 2000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let r = http
+        .post(format!("{base}/open"))
+        .body(vec![b'x'; 500])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Slowloris: headers that never finish are cut off after HEADER_READ_TIMEOUT.
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /open HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut buf),
+    )
+    .await;
+    assert!(read.is_ok(), "the gateway closed the slow connection");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -160,6 +160,10 @@ pub async fn run(args: Args) -> Outcome {
         upstream_timeout: Duration::from_secs(30),
         token_cache_entries: 10_000,
         skip_auth: Default::default(),
+        max_header_bytes: 32 * 1024,
+        max_body_bytes: 0,
+        header_read_timeout: Duration::from_secs(10),
+        upstream_max_connections: 512,
     };
     eprintln!("oidcgate demo");
     eprintln!("  open {gateway_url}/ and sign in as alice / wonderland (or bob / builder)");

@@ -100,6 +100,18 @@ pub struct ServeArgs {
     /// Upstream request timeout.
     #[arg(long, env = "UPSTREAM_TIMEOUT", default_value = "30s")]
     pub upstream_timeout: String,
+    /// Largest request head (request line + headers) in bytes; larger → 431.
+    #[arg(long, env = "MAX_HEADER_BYTES", default_value_t = 32 * 1024)]
+    pub max_header_bytes: usize,
+    /// Largest request body in bytes (0 = no limit); larger → 413.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 0)]
+    pub max_body_bytes: u64,
+    /// Time a client has to send its request headers (slowloris defence).
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s")]
+    pub header_read_timeout: String,
+    /// Most concurrent upstream requests; beyond, requests wait up to UPSTREAM_TIMEOUT.
+    #[arg(long, env = "UPSTREAM_MAX_CONNECTIONS", default_value_t = 512)]
+    pub upstream_max_connections: usize,
     /// Validated-token cache size (0 disables it).
     #[arg(long, env = "TOKEN_CACHE_ENTRIES", default_value_t = 10_000)]
     pub token_cache_entries: usize,
@@ -133,6 +145,10 @@ pub struct GatewayConfig {
     pub upstream_timeout: Duration,
     pub token_cache_entries: usize,
     pub skip_auth: crate::skip::SkipAuth,
+    pub max_header_bytes: usize,
+    pub max_body_bytes: u64,
+    pub header_read_timeout: Duration,
+    pub upstream_max_connections: usize,
 }
 
 fn list(v: &Option<String>, sep: char) -> Vec<String> {
@@ -271,6 +287,16 @@ impl ServeArgs {
             upstream_timeout: duration("UPSTREAM_TIMEOUT", &self.upstream_timeout)?,
             token_cache_entries: self.token_cache_entries,
             skip_auth: crate::skip::SkipAuth::parse(self.skip_auth_routes.as_deref())?,
+            max_header_bytes: match self.max_header_bytes {
+                n if n >= 8192 => n,
+                _ => return Err(err("MAX_HEADER_BYTES", "must be at least 8192")),
+            },
+            max_body_bytes: self.max_body_bytes,
+            header_read_timeout: duration("HEADER_READ_TIMEOUT", &self.header_read_timeout)?,
+            upstream_max_connections: match self.upstream_max_connections {
+                0 => return Err(err("UPSTREAM_MAX_CONNECTIONS", "must be positive")),
+                n => n,
+            },
         })
     }
 }

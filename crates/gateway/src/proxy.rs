@@ -24,20 +24,27 @@ pub struct Upstream {
     base: Url,
     client: Client<HttpConnector, Body>,
     timeout: Duration,
+    /// Bounds concurrent upstream requests (UPSTREAM_MAX_CONNECTIONS).
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+    /// MAX_BODY_BYTES (0: unlimited).
+    max_body: u64,
 }
 
 impl Upstream {
-    pub fn new(base: Url, timeout: Duration) -> Self {
+    pub fn new(base: Url, timeout: Duration, max_connections: usize, max_body: u64) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);
+        let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections));
         Self {
             base,
             client,
             timeout,
+            permits,
+            max_body,
         }
     }
 
@@ -71,6 +78,30 @@ impl Upstream {
             request.headers_mut().insert(HOST, host);
         }
         *request.uri_mut() = target;
+        if self.max_body > 0 {
+            let declared = request
+                .headers()
+                .get(axum::http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|len| len > self.max_body) {
+                return page(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "The request body is larger than this gateway accepts.",
+                );
+            }
+            // Streamed bodies without a length are cut off at the limit.
+            let limit = usize::try_from(self.max_body).unwrap_or(usize::MAX);
+            request = request.map(|body| Body::new(http_body_util::Limited::new(body, limit)));
+        }
+        let Ok(Ok(_permit)) =
+            tokio::time::timeout(self.timeout, self.permits.clone().acquire_owned()).await
+        else {
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The gateway is at its limit of upstream connections; try again.",
+            );
+        };
         let upgrade = requested_upgrade(request.headers());
         headers::strip_hop_by_hop(request.headers_mut());
         let client_upgrade = match &upgrade {
