@@ -164,6 +164,9 @@ pub async fn run(args: Args) -> Outcome {
         max_body_bytes: 0,
         header_read_timeout: Duration::from_secs(10),
         upstream_max_connections: 512,
+        redis_url: None,
+        redis_key_prefix: "oidcgate:".into(),
+        session_cache_ttl: Duration::from_secs(1),
     };
     eprintln!("oidcgate demo");
     eprintln!("  open {gateway_url}/ and sign in as alice / wonderland (or bob / builder)");

@@ -60,9 +60,18 @@ pub struct ServeArgs {
     /// Old secrets, space-separated; decryption only.
     #[arg(long, env = "SESSION_SECRET_PREVIOUS", hide_env_values = true)]
     pub session_secret_previous: Option<String>,
-    /// `cookie` (the `redis` store is not built yet).
+    /// `cookie` or `redis`.
     #[arg(long, env = "SESSION_STORE", default_value = "cookie")]
     pub session_store: String,
+    /// Redis URL for SESSION_STORE=redis, e.g. redis://127.0.0.1:6379/0.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key.
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "oidcgate:")]
+    pub redis_key_prefix: String,
+    /// In-process cache of Redis sessions; 0 disables it.
+    #[arg(long, env = "SESSION_CACHE_TTL", default_value = "1s")]
+    pub session_cache_ttl: String,
     /// Absolute session lifetime in seconds.
     #[arg(long, env = "SESSION_MAX_AGE", default_value_t = 86_400)]
     pub session_max_age: u64,
@@ -149,6 +158,9 @@ pub struct GatewayConfig {
     pub max_body_bytes: u64,
     pub header_read_timeout: Duration,
     pub upstream_max_connections: usize,
+    pub redis_url: Option<String>,
+    pub redis_key_prefix: String,
+    pub session_cache_ttl: Duration,
 }
 
 fn list(v: &Option<String>, sep: char) -> Vec<String> {
@@ -191,15 +203,32 @@ impl ServeArgs {
                 "only http:// upstreams are supported (the gateway and the app share a host or network)",
             ));
         }
-        if self.session_store != "cookie" {
-            return Err(err(
-                "SESSION_STORE",
-                format!(
-                    "{:?}: only `cookie` is available in this version",
-                    self.session_store
-                ),
-            ));
-        }
+        let redis_url = match self.session_store.as_str() {
+            "cookie" => None,
+            "redis" => {
+                let url = self
+                    .redis_url
+                    .clone()
+                    .ok_or_else(|| err("REDIS_URL", "required when SESSION_STORE=redis"))?;
+                if !(url.starts_with("redis://")
+                    || url.starts_with("rediss://")
+                    || url.starts_with("redis+unix://")
+                    || url.starts_with("unix://"))
+                {
+                    return Err(err(
+                        "REDIS_URL",
+                        "must start with redis://, rediss:// or unix://",
+                    ));
+                }
+                Some(url)
+            }
+            other => {
+                return Err(err(
+                    "SESSION_STORE",
+                    format!("{other:?}: expected `cookie` or `redis`"),
+                ));
+            }
+        };
         let login = self.oidc_client_id.is_some()
             || self.oidc_redirect_uri.is_some()
             || self.session_secret.is_some();
@@ -293,6 +322,9 @@ impl ServeArgs {
             },
             max_body_bytes: self.max_body_bytes,
             header_read_timeout: duration("HEADER_READ_TIMEOUT", &self.header_read_timeout)?,
+            redis_url,
+            redis_key_prefix: self.redis_key_prefix.clone(),
+            session_cache_ttl: duration("SESSION_CACHE_TTL", &self.session_cache_ttl)?,
             upstream_max_connections: match self.upstream_max_connections {
                 0 => return Err(err("UPSTREAM_MAX_CONNECTIONS", "must be positive")),
                 n => n,

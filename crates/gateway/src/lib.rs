@@ -24,6 +24,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use oidcgate_axum::bearer::BearerError;
+use oidcgate_axum::login::redis::RedisSessions;
 use oidcgate_axum::login::{LoginConfig, OidcLoginLayer, SessionUser};
 use oidcgate_core::client::{ClientAuth, ClientConfig, ClientSecret, OidcClient};
 use oidcgate_core::http::{HttpClient, ReqwestClient, UrlPolicy};
@@ -54,10 +55,13 @@ pub enum StartError {
     Discovery(String),
     #[error("LISTEN_ADDR: {0}")]
     Listen(String),
+    #[error("REDIS_URL: {0}")]
+    Store(String),
 }
 
 struct Gateway {
     metrics: metrics::Metrics,
+    redis: Option<Arc<RedisSessions>>,
     config: GatewayConfig,
     bearer: Option<AccessTokenValidator>,
     login: Option<Arc<OidcClient>>,
@@ -110,6 +114,7 @@ pub async fn build(config: GatewayConfig) -> Result<Router, StartError> {
         None => None,
     };
     let mut login_layer = None;
+    let mut redis_store = None;
     let mut login_client = None;
     if let (Some(client_id), Some(redirect), Some(secret)) = (
         &config.client_id,
@@ -141,6 +146,14 @@ pub async fn build(config: GatewayConfig) -> Result<Router, StartError> {
             problem: e.to_string(),
         })?;
         let mut login = LoginConfig::new(client.clone(), redirect.to_string(), Arc::new(keys));
+        if let Some(url) = &config.redis_url {
+            let redis =
+                RedisSessions::connect(url, &config.redis_key_prefix, config.session_cache_ttl)
+                    .await
+                    .map_err(|e| StartError::Store(e.to_string()))?;
+            login.redis = Some(Arc::new(redis));
+            redis_store = login.redis.clone();
+        }
         login.scopes = config.scopes.clone();
         login.cookie_secure = config.cookie_secure;
         login.session_max_age = config.session_max_age;
@@ -159,6 +172,7 @@ pub async fn build(config: GatewayConfig) -> Result<Router, StartError> {
     );
     let gateway = Arc::new(Gateway {
         metrics: metrics::Metrics::default(),
+        redis: redis_store,
         config,
         bearer,
         login: login_client,
@@ -592,13 +606,16 @@ async fn readyz(State(gw): State<Shared>) -> Response {
         }
         None => true,
     };
-    let ready = bearer_ready && login_ready;
+    let store_ready = match &gw.redis {
+        Some(redis) => redis.ping().await,
+        None => true,
+    };
+    let ready = bearer_ready && login_ready && store_ready;
     let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body =
-        json!({"ready": ready, "checks": {"bearer_keys": bearer_ready, "login_keys": login_ready}});
+    let body = json!({"ready": ready, "checks": {"bearer_keys": bearer_ready, "login_keys": login_ready, "session_store": store_ready}});
     (status, axum::Json(body)).into_response()
 }

@@ -37,6 +37,7 @@ use tower_service::Service;
 
 use super::pages::error_response;
 use super::redirect::safe_return_path;
+use super::redis::{RedisSessions, StoreError};
 use super::session::{SessionData, SessionUser, request_cookies};
 
 /// Login cookies live this long (DESIGN §3: `Max-Age=600`).
@@ -64,6 +65,8 @@ pub struct LoginConfig {
     pub backchannel_logout_path: String,
     /// Where the provider sends the browser after logout (must be registered there).
     pub post_logout_redirect_uri: Option<String>,
+    /// Keep sessions in Redis (the cookie then carries only a ticket).
+    pub redis: Option<Arc<RedisSessions>>,
     /// Ask for `response_mode=form_post` (used only with secure cookies: the pending-login
     /// cookie must then be `SameSite=None`, which browsers accept only with `Secure`).
     pub form_post: bool,
@@ -88,6 +91,7 @@ impl LoginConfig {
             logout_path: "/logout".into(),
             backchannel_logout_path: "/auth/backchannel-logout".into(),
             post_logout_redirect_uri: None,
+            redis: None,
             form_post: false,
         }
     }
@@ -290,15 +294,37 @@ fn query_param(uri: &http::Uri, name: &str) -> Option<String> {
 
 impl Shared {
     /// The valid session of a request, if any.
-    fn session(&self, headers: &HeaderMap) -> Option<SessionData> {
+    /// The valid session of a request: `Ok(None)` without one, `Err` when the Redis store is
+    /// unreachable (the request then gets 503, never someone else's session).
+    async fn session(&self, headers: &HeaderMap) -> Result<Option<Arc<SessionData>>, StoreError> {
         let cookies = request_cookies(headers);
         let name = self.config.session_cookie();
-        let value = self.chunks.join(name, |n| {
+        let Some(value) = self.chunks.join(name, |n| {
             cookies.iter().find(|(k, _)| *k == n).map(|(_, v)| *v)
-        })?;
-        let plaintext = self.config.keys.open(Purpose::Session, name, &value).ok()?;
-        let data: SessionData = serde_json::from_slice(&plaintext).ok()?;
-        (data.expires_at > now() && !self.revoked.is_revoked(&data)).then_some(data)
+        }) else {
+            return Ok(None);
+        };
+        let data = match &self.config.redis {
+            Some(redis) => {
+                let Ok(ticket) = self.config.keys.open(Purpose::Ticket, name, &value) else {
+                    return Ok(None);
+                };
+                match redis.load(&ticket).await? {
+                    Some(data) => data,
+                    None => return Ok(None),
+                }
+            }
+            None => {
+                let Ok(plaintext) = self.config.keys.open(Purpose::Session, name, &value) else {
+                    return Ok(None);
+                };
+                match serde_json::from_slice::<SessionData>(&plaintext) {
+                    Ok(data) => Arc::new(data),
+                    Err(_) => return Ok(None),
+                }
+            }
+        };
+        Ok((data.expires_at > now() && !self.revoked.is_revoked(&data)).then_some(data))
     }
 
     fn login(&self, headers: &HeaderMap, uri: &http::Uri) -> Response {
@@ -499,7 +525,7 @@ impl Shared {
             &mut response,
             format!("{name}={}", self.config.cookie_attributes(0)),
         );
-        if let Err(e) = self.write_session(&mut response, &data) {
+        if let Err(e) = self.write_session(&mut response, &data).await {
             return error_response(
                 headers,
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -510,14 +536,29 @@ impl Shared {
         response
     }
 
-    fn write_session(&self, response: &mut Response, data: &SessionData) -> Result<(), String> {
+    async fn write_session(
+        &self,
+        response: &mut Response,
+        data: &SessionData,
+    ) -> Result<(), String> {
         let name = self.config.session_cookie();
-        let json = serde_json::to_vec(data).map_err(|e| e.to_string())?;
-        let sealed = self
-            .config
-            .keys
-            .seal(Purpose::Session, name, &json)
-            .map_err(|e| e.to_string())?;
+        let sealed = match &self.config.redis {
+            // Redis: the cookie holds only the ticket.
+            Some(redis) => {
+                let ticket = redis.save(data).await.map_err(|e| e.to_string())?;
+                self.config
+                    .keys
+                    .seal(Purpose::Ticket, name, &ticket)
+                    .map_err(|e| e.to_string())?
+            }
+            None => {
+                let json = serde_json::to_vec(data).map_err(|e| e.to_string())?;
+                self.config
+                    .keys
+                    .seal(Purpose::Session, name, &json)
+                    .map_err(|e| e.to_string())?
+            }
+        };
         let parts = self
             .chunks
             .split(name, &sealed)
@@ -563,6 +604,19 @@ impl Shared {
                 } else if let Some(sub) = &request.sub {
                     self.revoked.revoke_subject(sub, request.iat, until);
                 }
+                if let Some(redis) = &self.config.redis
+                    && let Err(e) = redis
+                        .delete_indexed(request.sid.as_deref(), request.sub.as_deref())
+                        .await
+                {
+                    tracing::warn!(error = %e, "back-channel logout could not reach Redis");
+                    return error_response(
+                        &json,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "temporarily_unavailable",
+                        "session store unavailable",
+                    );
+                }
                 tracing::info!(sid = ?request.sid, "back-channel logout");
                 let mut r = Response::new(Body::empty());
                 r.headers_mut().insert(
@@ -583,10 +637,20 @@ impl Shared {
         }
     }
 
-    fn logout(&self, headers: &HeaderMap) -> Response {
-        let session = self.session(headers);
+    async fn logout(&self, headers: &HeaderMap) -> Response {
+        let session = self.session(headers).await.ok().flatten();
         if let Some(s) = &session {
             self.revoked.revoke(&s.id, s.expires_at);
+        }
+        if let Some(redis) = &self.config.redis {
+            let cookies = request_cookies(headers);
+            let name = self.config.session_cookie();
+            if let Some(value) = cookies.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
+                && let Ok(ticket) = self.config.keys.open(Purpose::Ticket, name, value)
+                && let Err(e) = redis.delete(&ticket).await
+            {
+                tracing::warn!(error = %e, "could not delete the session from Redis; it is revoked in this process");
+            }
         }
         let target = self
             .config
@@ -661,7 +725,7 @@ where
                 return Ok(shared.callback(&headers, params).await);
             }
             if path == config.logout_path && (method == Method::GET || method == Method::POST) {
-                return Ok(shared.logout(request.headers()));
+                return Ok(shared.logout(request.headers()).await);
             }
             if path == config.backchannel_logout_path && method == Method::POST {
                 use http_body_util::BodyExt as _;
@@ -676,10 +740,23 @@ where
                     ),
                 });
             }
-            if let Some(session) = shared.session(request.headers()) {
-                request
-                    .extensions_mut()
-                    .insert(SessionUser(Arc::new(session)));
+            match shared.session(request.headers()).await {
+                Ok(Some(session)) => {
+                    request.extensions_mut().insert(SessionUser(session));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "session store unavailable");
+                    let mut r = error_response(
+                        request.headers(),
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "temporarily_unavailable",
+                        "the session store is unavailable; try again shortly",
+                    );
+                    r.headers_mut()
+                        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("2"));
+                    return Ok(r);
+                }
             }
             inner.call(request).await
         })

@@ -5,11 +5,13 @@
 //! - [`require`]: [`RequireLoginLayer`], "login required" (browsers redirected, APIs 401).
 //! - [`session`]: [`SessionData`] and the [`SessionUser`] extractor.
 //! - [`redirect`]: the `rd` return-path check (no open redirect).
+//! - [`redis`]: the Redis session store (the cookie carries only a ticket).
 //! - [`pages`]: HTML/JSON error answers.
 
 pub mod layer;
 pub mod pages;
 pub mod redirect;
+pub mod redis;
 pub mod require;
 pub mod session;
 

@@ -1,0 +1,217 @@
+//! The Redis session store (DESIGN §2): the cookie carries only a sealed ticket — a 16-byte
+//! session id and a 32-byte key — and Redis holds the session encrypted with that key
+//! (AES-256-GCM, the id as associated data), so Redis alone reveals no tokens or profiles.
+//! Keys: `{prefix}session:{id}` with a TTL of the remaining session age, and index sets
+//! `{prefix}sid:{idp sid}` / `{prefix}sub:{sub}` so a back-channel logout can end every
+//! session of an IdP session or user. A bounded in-process cache keeps decoded sessions for
+//! `SESSION_CACHE_TTL` (other replicas see a logout within it).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, Nonce, RandomizedNonceKey};
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+
+use super::session::SessionData;
+
+/// The store could not be reached or answered nonsense (requests get 503, never another
+/// user's session).
+#[derive(Debug, thiserror::Error)]
+#[error("session store: {0}")]
+pub struct StoreError(pub String);
+
+const ID_LEN: usize = 16;
+const KEY_LEN: usize = 32;
+/// Ticket = id ‖ key.
+pub const TICKET_LEN: usize = ID_LEN + KEY_LEN;
+const MAX_CACHED: usize = 10_000;
+
+/// Decoded sessions by id, with the time they were read from Redis.
+type Cache = HashMap<[u8; ID_LEN], (Instant, Arc<SessionData>)>;
+
+/// Sessions in Redis.
+pub struct RedisSessions {
+    manager: ConnectionManager,
+    prefix: String,
+    cache_ttl: Duration,
+    cache: Mutex<Cache>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn store_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError(e.to_string())
+}
+
+impl RedisSessions {
+    /// Connects (the manager reconnects by itself after Redis restarts).
+    pub async fn connect(url: &str, prefix: &str, cache_ttl: Duration) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(store_err)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Duration::from_secs(2))
+            .set_response_timeout(Duration::from_secs(2))
+            .set_number_of_retries(1);
+        let manager = tokio::time::timeout(
+            Duration::from_secs(5),
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .map_err(|_| StoreError("timed out connecting to Redis".into()))?
+        .map_err(store_err)?;
+        Ok(Self {
+            manager,
+            prefix: prefix.to_owned(),
+            cache_ttl,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn key(&self, id: &[u8]) -> String {
+        format!("{}session:{}", self.prefix, hex(id))
+    }
+
+    /// Whether Redis answers (readiness).
+    pub async fn ping(&self) -> bool {
+        let mut conn = self.manager.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .is_ok()
+    }
+
+    /// Stores a new session; returns the ticket for the cookie.
+    pub async fn save(&self, data: &SessionData) -> Result<[u8; TICKET_LEN], StoreError> {
+        let mut ticket = [0u8; TICKET_LEN];
+        aws_lc_rs::rand::fill(&mut ticket).map_err(|_| StoreError("no randomness".into()))?;
+        let (id, key) = ticket.split_at(ID_LEN);
+        let sealing =
+            RandomizedNonceKey::new(&AES_256_GCM, key).map_err(|_| StoreError("bad key".into()))?;
+        let mut value = serde_json::to_vec(data).map_err(store_err)?;
+        let nonce = sealing
+            .seal_in_place_append_tag(Aad::from(id), &mut value)
+            .map_err(|_| StoreError("seal failed".into()))?;
+        let mut stored = nonce.as_ref().to_vec();
+        stored.extend_from_slice(&value);
+        let ttl = u64::try_from(data.expires_at - now()).unwrap_or(1).max(1);
+        let mut conn = self.manager.clone();
+        let key = self.key(id);
+        let mut pipe = redis::pipe();
+        pipe.atomic().set_ex(&key, stored, ttl);
+        for index in self.indexes(data) {
+            pipe.sadd(&index, &key)
+                .expire(&index, i64::try_from(ttl).unwrap_or(i64::MAX));
+        }
+        pipe.query_async::<()>(&mut conn).await.map_err(store_err)?;
+        Ok(ticket)
+    }
+
+    fn indexes(&self, data: &SessionData) -> Vec<String> {
+        let mut out = vec![format!("{}sub:{}", self.prefix, hex(data.sub.as_bytes()))];
+        if let Some(sid) = &data.idp_sid {
+            out.push(format!("{}sid:{}", self.prefix, hex(sid.as_bytes())));
+        }
+        out
+    }
+
+    /// The session of a ticket: `Ok(None)` when it ended or never existed.
+    pub async fn load(&self, ticket: &[u8]) -> Result<Option<Arc<SessionData>>, StoreError> {
+        if ticket.len() != TICKET_LEN {
+            return Ok(None);
+        }
+        let (id, key) = ticket.split_at(ID_LEN);
+        let mut id_arr = [0u8; ID_LEN];
+        id_arr.copy_from_slice(id);
+        if !self.cache_ttl.is_zero()
+            && let Some((at, data)) = self
+                .cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&id_arr)
+            && at.elapsed() < self.cache_ttl
+        {
+            return Ok(Some(data.clone()));
+        }
+        let mut conn = self.manager.clone();
+        let stored: Option<Vec<u8>> = conn.get(self.key(id)).await.map_err(store_err)?;
+        let Some(mut stored) = stored else {
+            return Ok(None);
+        };
+        if stored.len() < 12 + 16 {
+            return Ok(None);
+        }
+        let opening =
+            RandomizedNonceKey::new(&AES_256_GCM, key).map_err(|_| StoreError("bad key".into()))?;
+        let mut sealed = stored.split_off(12);
+        let Ok(nonce) = Nonce::try_assume_unique_for_key(&stored) else {
+            return Ok(None);
+        };
+        // A wrong key (a forged or stale ticket) opens nothing: no session, never another's.
+        let Ok(plain) = opening.open_in_place(nonce, Aad::from(id), &mut sealed) else {
+            return Ok(None);
+        };
+        let Ok(data) = serde_json::from_slice::<SessionData>(plain) else {
+            return Ok(None);
+        };
+        let data = Arc::new(data);
+        if !self.cache_ttl.is_zero() {
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() >= MAX_CACHED {
+                let ttl = self.cache_ttl;
+                cache.retain(|_, (at, _)| at.elapsed() < ttl);
+                if cache.len() >= MAX_CACHED {
+                    cache.clear();
+                }
+            }
+            cache.insert(id_arr, (Instant::now(), data.clone()));
+        }
+        Ok(Some(data))
+    }
+
+    /// Ends the session of a ticket.
+    pub async fn delete(&self, ticket: &[u8]) -> Result<(), StoreError> {
+        if ticket.len() != TICKET_LEN {
+            return Ok(());
+        }
+        let id = &ticket[..ID_LEN];
+        let mut id_arr = [0u8; ID_LEN];
+        id_arr.copy_from_slice(id);
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id_arr);
+        let mut conn = self.manager.clone();
+        conn.del::<_, ()>(self.key(id)).await.map_err(store_err)
+    }
+
+    /// Ends every session indexed under an IdP `sid` (or a `sub`).
+    pub async fn delete_indexed(
+        &self,
+        sid: Option<&str>,
+        sub: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let index = match (sid, sub) {
+            (Some(sid), _) => format!("{}sid:{}", self.prefix, hex(sid.as_bytes())),
+            (None, Some(sub)) => format!("{}sub:{}", self.prefix, hex(sub.as_bytes())),
+            (None, None) => return Ok(()),
+        };
+        let mut conn = self.manager.clone();
+        let keys: Vec<String> = conn.smembers(&index).await.map_err(store_err)?;
+        if !keys.is_empty() {
+            conn.del::<_, ()>(&keys).await.map_err(store_err)?;
+        }
+        conn.del::<_, ()>(&index).await.map_err(store_err)?;
+        // Cached copies die within SESSION_CACHE_TTL; the local ones now.
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        Ok(())
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

@@ -1,0 +1,349 @@
+//! `SESSION_STORE=redis` end to end with a real `redis-server`: the cookie carries only a small
+//! ticket, Redis holds the session encrypted (no profile in clear), a second gateway replica
+//! shares the session, logout deletes it, a store outage is a 503 with `Retry-After` (never a
+//! login loop or another user's session), and a Redis restart without persistence ends sessions
+//! cleanly while an append-only Redis keeps them.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use support::browser::{Jar, app_sign_in};
+use support::{Running, start_server};
+
+const BIN: &str = env!("CARGO_BIN_EXE_oidcgate");
+const SECRET: &str = "a-gateway-session-secret-of-32-bytes-or-more";
+
+/// A scratch directory for Redis' files, removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(port: u16) -> TempDir {
+        let p = std::env::temp_dir().join(format!("oidcgate-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// A `redis-server` on a fixed port, killed on drop.
+struct Redis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start(port: u16, dir: &std::path::Path, append_only: bool) -> Redis {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                if append_only { "yes" } else { "no" },
+                "--appendfsync",
+                "always",
+                "--dir",
+                dir.to_str().unwrap(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/test installs it)");
+        let redis = Redis { child, port };
+        for _ in 0..100 {
+            if redis.cli(&["PING"]).trim() == "PONG" {
+                return redis;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not start on port {port}");
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn echo_upstream() -> String {
+    async fn echo(headers: axum::http::HeaderMap) -> String {
+        headers
+            .get("x-auth-request-user")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_owned()
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(listener, axum::Router::new().fallback(echo))
+            .await
+            .unwrap();
+    });
+    url
+}
+
+/// A gateway replica; every replica uses the same redirect URI, as replicas behind one host do.
+async fn gateway(issuer: &str, upstream: &str, redirect: &str, redis_port: u16) -> Running {
+    let listen = free_addr().to_string();
+    let redis_url = format!("redis://127.0.0.1:{redis_port}/0");
+    let envs = [
+        ("OIDC_ISSUER", issuer),
+        ("OIDC_CLIENT_ID", "demo"),
+        ("OIDC_CLIENT_SECRET", "demo-secret"),
+        ("OIDC_REDIRECT_URI", redirect),
+        ("SESSION_SECRET", SECRET),
+        ("COOKIE_SECURE", "false"),
+        ("UPSTREAM_URL", upstream),
+        ("LISTEN_ADDR", listen.as_str()),
+        ("SESSION_STORE", "redis"),
+        ("REDIS_URL", redis_url.as_str()),
+        ("REDIS_KEY_PREFIX", "test:"),
+        // No in-process cache, so every request below really asks Redis.
+        ("SESSION_CACHE_TTL", "0s"),
+    ];
+    start_server(std::path::Path::new(BIN), &["serve"], &envs).await
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn get(base: &str, path: &str, cookie: &str) -> reqwest::Response {
+    client()
+        .get(format!("{base}{path}"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn session_keys(redis: &Redis) -> Vec<String> {
+    redis
+        .cli(&["--scan", "--pattern", "test:session:*"])
+        .lines()
+        .map(str::to_owned)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+#[tokio::test]
+async fn sessions_live_in_redis() {
+    let port = free_addr().port();
+    let dir = TempDir::new(port);
+    let redis = Redis::start(port, dir.path(), false);
+    let idp = start_server(
+        std::path::Path::new(BIN),
+        &["idp", "--listen", "127.0.0.1:0"],
+        &[],
+    )
+    .await;
+    let upstream = echo_upstream().await;
+    // The IdP's demo client allows any loopback redirect; one replica's address is the
+    // public one, as a load balancer in front of both would be.
+    let first_addr = free_addr();
+    let redirect = format!("http://{first_addr}/auth/callback");
+    let a = gateway(&idp.base_url, &upstream, &redirect, port).await;
+    let b = gateway(&idp.base_url, &upstream, &redirect, port).await;
+    let http = client();
+
+    // Sign in through replica A.
+    let mut jar = Jar::default();
+    assert_eq!(
+        app_sign_in(&http, &mut jar, &a.base_url, "/app").await,
+        "/app"
+    );
+    let ticket = jar.0["oidcgate_session"].clone();
+    assert!(
+        ticket.len() < 200,
+        "the cookie is a ticket, not the session: {} bytes",
+        ticket.len()
+    );
+    let cookie = format!("oidcgate_session={ticket}");
+    let keys = session_keys(&redis);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let stored = redis.cli(&["GET", &keys[0]]);
+    assert!(
+        !stored.contains("alice") && !stored.contains("eyJ"),
+        "sessions are encrypted at rest: {stored}"
+    );
+    let ttl: i64 = redis.cli(&["TTL", &keys[0]]).trim().parse().unwrap();
+    assert!(ttl > 0 && ttl <= 86_400, "ttl {ttl}");
+
+    // Both replicas know the user.
+    for base in [&a.base_url, &b.base_url] {
+        let r = get(base, "/app", &cookie).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.text().await.unwrap(), "alice");
+    }
+    // A tampered ticket opens nothing.
+    let mut forged = ticket.clone().into_bytes();
+    let last = forged.len() - 3;
+    forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+    let r = get(
+        &b.base_url,
+        "/api",
+        &format!("oidcgate_session={}", String::from_utf8(forged).unwrap()),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    // Logout on B ends the session everywhere.
+    let r = get(&b.base_url, "/logout", &cookie).await;
+    assert!(r.status().is_redirection(), "{}", r.status());
+    assert!(session_keys(&redis).is_empty());
+    let r = get(&a.base_url, "/api", &cookie).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    // Store outage: 503 with Retry-After for session holders, readiness fails, and the
+    // gateway comes back by itself when Redis does (a fresh Redis has lost the session).
+    let mut jar = Jar::default();
+    app_sign_in(&http, &mut jar, &a.base_url, "/app").await;
+    let cookie = format!("oidcgate_session={}", jar.0["oidcgate_session"]);
+    redis.stop();
+    let r = get(&a.base_url, "/app", &cookie).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.headers()["retry-after"], "2");
+    let r = get(&a.base_url, "/readyz", "").await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = r.json().await.unwrap_or_default();
+    assert!(body.to_string().contains("session_store"), "{body}");
+
+    let redis = Redis::start(port, dir.path(), false);
+    let mut status = StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..50 {
+        status = get(&a.base_url, "/api", &cookie).await.status();
+        if status != StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "session gone, cleanly");
+    drop(redis);
+}
+
+#[tokio::test]
+async fn append_only_redis_keeps_sessions_across_restarts() {
+    let port = free_addr().port();
+    let dir = TempDir::new(port);
+    let redis = Redis::start(port, dir.path(), true);
+    let idp = start_server(
+        std::path::Path::new(BIN),
+        &["idp", "--listen", "127.0.0.1:0"],
+        &[],
+    )
+    .await;
+    let upstream = echo_upstream().await;
+    let addr = free_addr();
+    let gw = gateway(
+        &idp.base_url,
+        &upstream,
+        &format!("http://{addr}/auth/callback"),
+        port,
+    )
+    .await;
+    let http = client();
+    let mut jar = Jar::default();
+    app_sign_in(&http, &mut jar, &gw.base_url, "/app").await;
+    let cookie = format!("oidcgate_session={}", jar.0["oidcgate_session"]);
+    assert_eq!(get(&gw.base_url, "/app", &cookie).await.status(), 200);
+
+    redis.stop();
+    let _redis = Redis::start(port, dir.path(), true);
+    let mut r = None;
+    for _ in 0..50 {
+        let resp = get(&gw.base_url, "/app", &cookie).await;
+        if resp.status() != StatusCode::SERVICE_UNAVAILABLE {
+            r = Some(resp);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = r.expect("the gateway reconnects to Redis");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.text().await.unwrap(), "alice");
+}
+
+#[tokio::test]
+async fn unreachable_redis_at_start_names_the_setting() {
+    let port = free_addr().port();
+    let idp = start_server(
+        std::path::Path::new(BIN),
+        &["idp", "--listen", "127.0.0.1:0"],
+        &[],
+    )
+    .await;
+    let addr = free_addr().to_string();
+    let redirect = format!("http://{addr}/auth/callback");
+    let redis_url = format!("redis://127.0.0.1:{port}/0");
+    let base = [
+        ("OIDC_ISSUER", idp.base_url.as_str()),
+        ("OIDC_CLIENT_ID", "demo"),
+        ("OIDC_CLIENT_SECRET", "demo-secret"),
+        ("OIDC_REDIRECT_URI", redirect.as_str()),
+        ("SESSION_SECRET", SECRET),
+        ("UPSTREAM_URL", "http://127.0.0.1:9"),
+        ("LISTEN_ADDR", addr.as_str()),
+        ("SESSION_STORE", "redis"),
+    ];
+    let run = |extra: &[(&'static str, &str)]| {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.arg("serve").env_clear();
+        for (k, v) in base.iter().chain(extra.iter()) {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("REDIS_URL"));
+    let out = run(&[("REDIS_URL", "http://example.com")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("REDIS_URL"));
+    let out = run(&[("REDIS_URL", redis_url.as_str())]);
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("REDIS_URL"), "{err}");
+}
