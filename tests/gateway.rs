@@ -5,12 +5,11 @@
 
 mod support;
 
-use std::net::SocketAddr;
-
 use axum::http::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::browser::{Jar, app_sign_in};
+use support::gateway::{client, free_addr, service_token};
 use support::{Running, start_server};
 
 const BIN: &str = env!("CARGO_BIN_EXE_oidcgate");
@@ -35,13 +34,6 @@ async fn echo_upstream() -> (String, tokio::task::JoinHandle<()>) {
     (url, task)
 }
 
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 async fn gateway(issuer: &str, upstream: &str, extra: &[(&str, &str)]) -> Running {
     let addr = free_addr();
     let listen = addr.to_string();
@@ -59,27 +51,6 @@ async fn gateway(issuer: &str, upstream: &str, extra: &[(&str, &str)]) -> Runnin
     ];
     envs.extend_from_slice(extra);
     start_server(std::path::Path::new(BIN), &["serve"], &envs).await
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-async fn service_token(issuer: &str) -> String {
-    let r: Value = client()
-        .post(format!("{issuer}/token"))
-        .basic_auth("demo-service", Some("demo-service-secret"))
-        .form(&[("grant_type", "client_credentials"), ("scope", "read")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    r["access_token"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@ use axum::http::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::browser::{Jar, app_sign_in};
+use support::gateway::{client, free_addr, service_token};
 use support::{Running, start_server};
 
 const BIN: &str = env!("CARGO_BIN_EXE_oidcgate");
@@ -45,34 +46,6 @@ async fn echo_upstream() -> (String, tokio::task::JoinHandle<()>) {
             .unwrap();
     });
     (url, task)
-}
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-async fn service_token(issuer: &str) -> String {
-    let r: Value = client()
-        .post(format!("{issuer}/token"))
-        .basic_auth("demo-service", Some("demo-service-secret"))
-        .form(&[("grant_type", "client_credentials"), ("scope", "read")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    r["access_token"].as_str().unwrap().to_owned()
 }
 
 /// The gateway on `listen`, its callback on the nginx origin so that login works through nginx.

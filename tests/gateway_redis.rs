@@ -6,13 +6,13 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
 use support::browser::{Jar, app_sign_in};
+use support::gateway::{client, free_addr};
 use support::{Running, start_server};
 
 const BIN: &str = env!("CARGO_BIN_EXE_oidcgate");
@@ -36,13 +36,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
 }
 
 /// A `redis-server` on a fixed port, killed on drop.
@@ -142,13 +135,6 @@ async fn gateway(issuer: &str, upstream: &str, redirect: &str, redis_port: u16) 
         ("SESSION_CACHE_TTL", "0s"),
     ];
     start_server(std::path::Path::new(BIN), &["serve"], &envs).await
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
 }
 
 async fn get(base: &str, path: &str, cookie: &str) -> reqwest::Response {

@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Instant;
 
@@ -15,6 +14,7 @@ use axum::http::HeaderMap;
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use support::gateway::{client, free_addr, service_token};
 use support::{Running, start_server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -57,13 +57,6 @@ async fn streaming_upstream() -> String {
     url
 }
 
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 async fn gateway(issuer: &str, upstream: &str) -> Running {
     let addr = free_addr();
     let listen = addr.to_string();
@@ -80,27 +73,6 @@ async fn gateway(issuer: &str, upstream: &str) -> Running {
         ("LISTEN_ADDR", listen.as_str()),
     ];
     start_server(Path::new(BIN), &["serve"], &envs).await
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-async fn service_token(issuer: &str) -> String {
-    let r: Value = client()
-        .post(format!("{issuer}/token"))
-        .basic_auth("demo-service", Some("demo-service-secret"))
-        .form(&[("grant_type", "client_credentials"), ("scope", "read")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    r["access_token"].as_str().unwrap().to_owned()
 }
 
 /// A `/proc/<pid>/status` field in KiB (`VmHWM`: peak resident set; `VmRSS`: current).

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod gateway;
 pub mod oidc_provider;
 pub mod peers;
 
