@@ -28,8 +28,9 @@ const KEY_LEN: usize = 32;
 pub const TICKET_LEN: usize = ID_LEN + KEY_LEN;
 const MAX_CACHED: usize = 10_000;
 
-/// Decoded sessions by id, with the time they were read from Redis.
-type Cache = HashMap<[u8; ID_LEN], (Instant, Arc<SessionData>)>;
+/// Decoded sessions by id, with the time they were read from Redis and the ticket key that
+/// opened them (a cache hit needs the same key, as a Redis read would).
+type Cache = HashMap<[u8; ID_LEN], (Instant, [u8; KEY_LEN], Arc<SessionData>)>;
 
 /// Sessions in Redis.
 pub struct RedisSessions {
@@ -126,12 +127,13 @@ impl RedisSessions {
         let mut id_arr = [0u8; ID_LEN];
         id_arr.copy_from_slice(id);
         if !self.cache_ttl.is_zero()
-            && let Some((at, data)) = self
+            && let Some((at, cached_key, data)) = self
                 .cache
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .get(&id_arr)
             && at.elapsed() < self.cache_ttl
+            && aws_lc_rs::constant_time::verify_slices_are_equal(cached_key, key).is_ok()
         {
             return Ok(Some(data.clone()));
         }
@@ -161,12 +163,14 @@ impl RedisSessions {
             let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             if cache.len() >= MAX_CACHED {
                 let ttl = self.cache_ttl;
-                cache.retain(|_, (at, _)| at.elapsed() < ttl);
+                cache.retain(|_, (at, _, _)| at.elapsed() < ttl);
                 if cache.len() >= MAX_CACHED {
                     cache.clear();
                 }
             }
-            cache.insert(id_arr, (Instant::now(), data.clone()));
+            let mut key_arr = [0u8; KEY_LEN];
+            key_arr.copy_from_slice(key);
+            cache.insert(id_arr, (Instant::now(), key_arr, data.clone()));
         }
         Ok(Some(data))
     }
