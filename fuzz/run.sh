@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs oidcgate-core's cargo-fuzz targets (jws_parse, jwks_parse, discovery_parse) for a bounded
+# Runs oidcgate-core's cargo-fuzz targets (jws_parse, jwks_parse, discovery_parse, session_cookie) for a bounded
 # time each and prints how many inputs each one executed.
 #
 #   fuzz/run.sh [SECONDS] [TARGET...]     SECONDS per target, default 60; default: all targets
@@ -20,7 +20,7 @@
 # so `cargo test -p oidcgate-core --test fuzz_corpus` replays it for good.
 set -euo pipefail
 
-ALL_TARGETS=(jws_parse jwks_parse discovery_parse)
+ALL_TARGETS=(jws_parse jwks_parse discovery_parse session_cookie)
 seconds="${1:-60}"
 shift || true
 if [[ $# -gt 0 ]]; then

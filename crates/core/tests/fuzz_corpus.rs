@@ -14,6 +14,7 @@ use std::sync::LazyLock;
 
 use oidcgate_core::jose::{Algorithm, AlgorithmSet, Header, JwkSet, UnverifiedJwt};
 use oidcgate_core::provider::{ProviderMetadata, discovery_url};
+use oidcgate_core::session::{CookieChunks, Purpose, SessionKeys};
 
 /// The same fixed set as `fuzz/fuzz_targets/jws_parse.rs`: the RFC 7515 A.3 P-256 key with and
 /// without a `kid`, and the RFC 8037 A.2 Ed25519 key.
@@ -81,6 +82,44 @@ fn discovery_parse(data: &[u8]) -> bool {
     true
 }
 
+/// The fixed secrets of `fuzz_targets/session_cookie.rs`.
+static SESSION_KEYS: LazyLock<SessionKeys> = LazyLock::new(|| {
+    SessionKeys::new(
+        b"fuzz-session-secret-of-32-bytes-or-more",
+        &[b"fuzz-previous-secret-of-32-bytes-or-more"],
+    )
+    .expect("fixed secrets are long enough")
+});
+
+/// `fuzz_targets/session_cookie.rs`; true when some purpose opened the rejoined value.
+fn session_cookie(data: &[u8]) -> bool {
+    const NAME: &str = "oidcgate_session";
+    let Ok(text) = std::str::from_utf8(data) else {
+        return false;
+    };
+    let parts: Vec<&str> = text.split('\n').collect();
+    let chunks = CookieChunks::default();
+    let names = chunks.names(NAME);
+    let Some(value) = chunks.join(NAME, |n| {
+        let i = names.iter().position(|x| x == n)?;
+        parts.get(i).copied().filter(|p| !p.is_empty())
+    }) else {
+        return false;
+    };
+    let mut opened = false;
+    for purpose in [Purpose::Session, Purpose::Login, Purpose::Ticket] {
+        if let Ok(plain) = SESSION_KEYS.open(purpose, NAME, &value) {
+            let sealed = SESSION_KEYS.seal(purpose, NAME, &plain).expect("reseal");
+            assert_eq!(
+                SESSION_KEYS.open(purpose, NAME, &sealed).expect("reopen"),
+                plain
+            );
+            opened = true;
+        }
+    }
+    opened
+}
+
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
 }
@@ -145,4 +184,9 @@ fn jwks_parse_corpus() {
 #[test]
 fn discovery_parse_corpus() {
     replay("discovery_parse", discovery_parse);
+}
+
+#[test]
+fn session_cookie_corpus() {
+    replay("session_cookie", session_cookie);
 }
