@@ -9,30 +9,11 @@ use axum::http::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::browser::{Jar, app_sign_in};
-use support::gateway::{client, free_addr, service_token};
+use support::gateway::{client, echo_upstream, free_addr, service_token};
 use support::{Running, start_server};
 
 const BIN: &str = env!("CARGO_BIN_EXE_oidcgate");
 const SECRET: &str = "a-gateway-session-secret-of-32-bytes-or-more";
-
-/// An upstream that answers every request with what it saw.
-async fn echo_upstream() -> (String, tokio::task::JoinHandle<()>) {
-    async fn echo(headers: HeaderMap, uri: axum::http::Uri) -> axum::Json<Value> {
-        let mut h = serde_json::Map::new();
-        for (k, v) in &headers {
-            h.insert(k.as_str().to_owned(), json!(v.to_str().unwrap_or("")));
-        }
-        axum::Json(json!({"path": uri.path(), "query": uri.query(), "headers": h}))
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let task = tokio::spawn(async move {
-        axum::serve(listener, axum::Router::new().fallback(echo))
-            .await
-            .unwrap();
-    });
-    (url, task)
-}
 
 async fn gateway(issuer: &str, upstream: &str, extra: &[(&str, &str)]) -> Running {
     let addr = free_addr();

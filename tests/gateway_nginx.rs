@@ -15,11 +15,10 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::http::HeaderMap;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 use support::browser::{Jar, app_sign_in};
-use support::gateway::{client, free_addr, service_token};
+use support::gateway::{client, echo_upstream, free_addr, service_token};
 use support::{Running, start_server};
 
 const BIN: &str = env!("CARGO_BIN_EXE_oidcgate");
@@ -28,25 +27,6 @@ const README: &str = include_str!("../README.md");
 /// The addresses the README's recipe uses for the gateway and the app.
 const RECIPE_GATEWAY: &str = "127.0.0.1:4180";
 const RECIPE_APP: &str = "127.0.0.1:8000";
-
-/// An upstream that answers every request with what it saw.
-async fn echo_upstream() -> (String, tokio::task::JoinHandle<()>) {
-    async fn echo(headers: HeaderMap, uri: axum::http::Uri) -> axum::Json<Value> {
-        let mut h = serde_json::Map::new();
-        for (k, v) in &headers {
-            h.insert(k.as_str().to_owned(), json!(v.to_str().unwrap_or("")));
-        }
-        axum::Json(json!({"path": uri.path(), "query": uri.query(), "headers": h}))
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let task = tokio::spawn(async move {
-        axum::serve(listener, axum::Router::new().fallback(echo))
-            .await
-            .unwrap();
-    });
-    (url, task)
-}
 
 /// The gateway on `listen`, its callback on the nginx origin so that login works through nginx.
 async fn gateway(issuer: &str, upstream: &str, listen: SocketAddr, public_origin: &str) -> Running {

@@ -51,3 +51,25 @@ pub async fn service_token(issuer: &str) -> String {
         .unwrap();
     r["access_token"].as_str().unwrap().to_owned()
 }
+
+/// An upstream app that answers every request with what it saw: `{"path", "query", "headers"}`.
+pub async fn echo_upstream() -> (String, tokio::task::JoinHandle<()>) {
+    async fn echo(headers: axum::http::HeaderMap, uri: axum::http::Uri) -> axum::Json<Value> {
+        let mut h = serde_json::Map::new();
+        for (k, v) in &headers {
+            h.insert(
+                k.as_str().to_owned(),
+                serde_json::json!(v.to_str().unwrap_or("")),
+            );
+        }
+        axum::Json(serde_json::json!({"path": uri.path(), "query": uri.query(), "headers": h}))
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, axum::Router::new().fallback(echo))
+            .await
+            .unwrap();
+    });
+    (url, task)
+}
