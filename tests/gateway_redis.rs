@@ -235,7 +235,14 @@ async fn sessions_live_in_redis() {
     let r = get(&a.base_url, "/readyz", "").await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: Value = r.json().await.unwrap_or_default();
-    assert!(body.to_string().contains("session_store"), "{body}");
+    assert_eq!(body["checks"]["session_store"], false, "{body}");
+    let metrics = get(&a.base_url, "/metrics", "").await.text().await.unwrap();
+    let errors: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("oidcgate_session_store_errors "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no session-store error gauge in {metrics}"));
+    assert!(errors >= 1, "{metrics}");
 
     let redis = Redis::start(port, dir.path(), false);
     let mut status = StatusCode::SERVICE_UNAVAILABLE;

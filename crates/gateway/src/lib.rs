@@ -528,7 +528,8 @@ async fn metrics_text(State(gw): State<Shared>) -> Response {
     if let Some(client) = &gw.login {
         fetches += client.id_token_validator().keys().jwks_fetches();
     }
-    let body = gw.metrics.render(fetches);
+    let store_errors = gw.redis.as_ref().map_or(0, |r| r.errors());
+    let body = gw.metrics.render(fetches, store_errors);
     (
         [(
             axum::http::header::CONTENT_TYPE,

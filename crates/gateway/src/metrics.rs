@@ -52,6 +52,7 @@ pub struct Metrics {
     requests: Family<OutcomeLabel, Counter>,
     latency: Histogram,
     jwks_fetches: Gauge<u64, AtomicU64>,
+    session_store_errors: Gauge<u64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -72,11 +73,18 @@ impl Default for Metrics {
             "JWKS fetch attempts by the gateway's key caches",
             jwks_fetches.clone(),
         );
+        let session_store_errors = Gauge::<u64, AtomicU64>::default();
+        registry.register(
+            "session_store_errors",
+            "Failed session-store (Redis) operations since start",
+            session_store_errors.clone(),
+        );
         Self {
             registry,
             requests,
             latency,
             jwks_fetches,
+            session_store_errors,
         }
     }
 }
@@ -94,9 +102,10 @@ impl Metrics {
         self.latency.observe(seconds);
     }
 
-    /// The text exposition, with `jwks_fetches` set to `fetches` first.
-    pub fn render(&self, fetches: u64) -> String {
+    /// The text exposition, with the JWKS fetch and session-store error counts set first.
+    pub fn render(&self, fetches: u64, store_errors: u64) -> String {
         self.jwks_fetches.set(fetches);
+        self.session_store_errors.set(store_errors);
         let mut out = String::new();
         let _ = encode(&mut out, &self.registry);
         out

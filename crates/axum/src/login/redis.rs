@@ -7,6 +7,7 @@
 //! `SESSION_CACHE_TTL` (other replicas see a logout within it).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,6 +39,8 @@ pub struct RedisSessions {
     prefix: String,
     cache_ttl: Duration,
     cache: Mutex<Cache>,
+    /// Failed Redis operations since start (for `/metrics`).
+    errors: AtomicU64,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -68,7 +71,18 @@ impl RedisSessions {
             prefix: prefix.to_owned(),
             cache_ttl,
             cache: Mutex::new(HashMap::new()),
+            errors: AtomicU64::new(0),
         })
+    }
+
+    /// Failed Redis operations since start.
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    fn failed(&self, e: redis::RedisError) -> StoreError {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        store_err(e)
     }
 
     fn key(&self, id: &[u8]) -> String {
@@ -106,7 +120,9 @@ impl RedisSessions {
             pipe.sadd(&index, &key)
                 .expire(&index, i64::try_from(ttl).unwrap_or(i64::MAX));
         }
-        pipe.query_async::<()>(&mut conn).await.map_err(store_err)?;
+        pipe.query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))?;
         Ok(ticket)
     }
 
@@ -138,7 +154,7 @@ impl RedisSessions {
             return Ok(Some(data.clone()));
         }
         let mut conn = self.manager.clone();
-        let stored: Option<Vec<u8>> = conn.get(self.key(id)).await.map_err(store_err)?;
+        let stored: Option<Vec<u8>> = conn.get(self.key(id)).await.map_err(|e| self.failed(e))?;
         let Some(mut stored) = stored else {
             return Ok(None);
         };
@@ -188,7 +204,9 @@ impl RedisSessions {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id_arr);
         let mut conn = self.manager.clone();
-        conn.del::<_, ()>(self.key(id)).await.map_err(store_err)
+        conn.del::<_, ()>(self.key(id))
+            .await
+            .map_err(|e| self.failed(e))
     }
 
     /// Ends every session indexed under an IdP `sid` (or a `sub`).
@@ -203,11 +221,13 @@ impl RedisSessions {
             (None, None) => return Ok(()),
         };
         let mut conn = self.manager.clone();
-        let keys: Vec<String> = conn.smembers(&index).await.map_err(store_err)?;
+        let keys: Vec<String> = conn.smembers(&index).await.map_err(|e| self.failed(e))?;
         if !keys.is_empty() {
-            conn.del::<_, ()>(&keys).await.map_err(store_err)?;
+            conn.del::<_, ()>(&keys).await.map_err(|e| self.failed(e))?;
         }
-        conn.del::<_, ()>(&index).await.map_err(store_err)?;
+        conn.del::<_, ()>(&index)
+            .await
+            .map_err(|e| self.failed(e))?;
         // Cached copies die within SESSION_CACHE_TTL; the local ones now.
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
         Ok(())
