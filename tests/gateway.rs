@@ -110,6 +110,37 @@ async fn login_identity_headers_and_spoofing() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // Traefik/Caddy style: the browser gets the answer, so it is a login redirect keeping the
+    // original URL named by X-Forwarded-Uri; without Accept: text/html it stays 401.
+    let r = http
+        .get(format!("{base}/auth/verify"))
+        .header("accept", "text/html")
+        .header("x-forwarded-uri", "/app?a=1&b=2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND);
+    assert_eq!(r.headers()["location"], "/login?rd=%2Fapp%3Fa%3D1%26b%3D2");
+    let r = http
+        .get(format!("{base}/auth/verify"))
+        .header("x-forwarded-uri", "/app")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // A 202 always carries all four identity headers, empty when unknown, so a proxy copying
+    // them replaces a client's forged value (a service token has no email or groups).
+    let token = service_token(&idp.base_url).await;
+    let r = http
+        .get(format!("{base}/auth/verify"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.headers()["x-auth-request-user"], "demo-service");
+    assert_eq!(r.headers()["x-auth-request-groups"], "");
+    assert_eq!(r.headers()["x-auth-request-email"], "");
     let me: Value = http
         .get(format!("{base}/auth/userinfo"))
         .header("cookie", jar.header())

@@ -541,6 +541,13 @@ async fn metrics_text(State(gw): State<Shared>) -> Response {
 }
 
 /// `GET /auth/verify` (forward auth): 202 with the identity headers, or 401/403.
+///
+/// All four identity headers are always in a 202 (empty when unknown), so a proxy that copies
+/// them onto the request (Traefik `authResponseHeaders`, Caddy `copy_headers`) replaces a
+/// client's forged value even for an identity without, say, groups. Without an identity, a
+/// browser request that names its original URL in `X-Forwarded-Uri` (Traefik, Caddy) gets 302 to
+/// the login with that URL as `rd`, because those proxies hand the answer to the browser; other
+/// callers (nginx `auth_request` accepts only 2xx/401/403) get 401.
 async fn verify(
     State(gw): State<Shared>,
     headers: HeaderMap,
@@ -549,11 +556,25 @@ async fn verify(
     match identify(&gw, &headers, session.as_ref()).await {
         Ok(Some(id)) if allowed(&gw.config, &id) => {
             let mut r = StatusCode::ACCEPTED.into_response();
+            for name in [
+                headers::USER,
+                headers::EMAIL,
+                headers::PREFERRED_USERNAME,
+                headers::GROUPS,
+            ] {
+                r.headers_mut()
+                    .insert(HeaderName::from_static(name), HeaderValue::from_static(""));
+            }
             identity_headers(&gw, &id, r.headers_mut());
             r
         }
         Ok(Some(_)) => denied(&headers),
-        Ok(None) => BearerError::Missing.into_response(),
+        Ok(None) => match headers.get("x-forwarded-uri").and_then(|v| v.to_str().ok()) {
+            Some(uri) if gw.login.is_some() && wants_html(&headers) => {
+                unauthenticated(&gw, &headers, uri)
+            }
+            _ => BearerError::Missing.into_response(),
+        },
         Err(response) => response,
     }
 }

@@ -4,18 +4,21 @@
 # The upstream is an nginx `return 200` server of its own. The nginx proxy (one worker), the
 # gateway (one tokio worker) and the upstream share core 0; wrk runs on core 1; the IdP and Redis run unpinned.
 # Each round measures, back to back:
+#   direct          GET / on the upstream itself (no proxy at all)
 #   nginx           GET / through nginx proxy_pass (the baseline)
 #   cookie          the gateway with a cookie session (SESSION_STORE=cookie)
 #   redis           the gateway with a Redis session (SESSION_STORE=redis, SESSION_CACHE_TTL=1s)
 #   redis-nocache   the same with SESSION_CACHE_TTL=0s (one Redis GET per request)
 #   bearer          the gateway with an EdDSA bearer token (validated-token cache on)
-# and prints requests/s, p99 and each one's ratio to nginx in that round, then the medians.
+# and prints requests/s, p99 and each one's ratio to nginx in that round, then the medians, and
+# the cookie gateway's resident memory idle (VmRSS before the first round) and under load (VmHWM
+# after the last).
 #
-#   bench/load_gateway.sh                     # 3 rounds of 10 s, 8 connections
-#   ROUNDS=5 DURATION=20s CONNS=32 bench/load_gateway.sh
+#   bench/gateway-load.sh                     # 3 rounds of 10 s, 8 connections
+#   ROUNDS=5 DURATION=20s CONNS=32 bench/gateway-load.sh
 #
 # Needs wrk, nginx, redis-server, curl and taskset (apt-get installs the missing ones).
-# Bounded: ROUNDS × 5 × DURATION plus start-up.
+# Bounded: ROUNDS × 6 × DURATION plus start-up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -92,6 +95,7 @@ gateway() {
     SESSION_STORE="$store" REDIS_URL="redis://127.0.0.1:$redis_port/0" SESSION_CACHE_TTL="$ttl" \
     taskset -c 0 "$BIN" serve >"$work/$name.out" 2>&1 &
   pids+=($!)
+  echo $! >"$work/$name.pid"
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
   echo "http://127.0.0.1:$port" >"$work/$name.url"
 }
@@ -141,11 +145,15 @@ measure() {
   echo "$rps $p99"
 }
 
+kib() { awk -v k="$2" '$1 == k ":" { print $2 }' "/proc/$(cat "$work/$1.pid")/status"; }
+idle_rss=$(kib cookie VmRSS)
 echo "gateway vs nginx proxy_pass: $ROUNDS rounds × $DURATION, -c$CONNS, wrk on core 1, servers on core 0"
 printf '%-6s %-14s %12s %9s %8s %14s\n' round variant 'req/s' 'p99 ms' ratio 'p99 added ms'
 results="$work/results"
 : >"$results"
 for round in $(seq "$ROUNDS"); do
+  read -r direct_rps direct_p99 < <(measure "http://127.0.0.1:$up_port/")
+  printf '%-6s %-14s %12.0f %9.3f %8s %14s\n' "$round" direct "$direct_rps" "$direct_p99" - -
   read -r base_rps base_p99 < <(measure "http://127.0.0.1:$px_port/")
   printf '%-6s %-14s %12.0f %9.3f %8s %14s\n' "$round" nginx "$base_rps" "$base_p99" 1.000 -
   for variant in cookie redis redis-nocache bearer; do
@@ -168,3 +176,4 @@ for variant in cookie redis redis-nocache bearer; do
   added=$(awk -v v="$variant" '$1 == v { print $3 }' "$results" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
   printf '  %-14s ratio %s  p99 added %s ms\n' "$variant" "$ratio" "$added"
 done
+echo "cookie gateway memory: idle VmRSS $((idle_rss / 1024)) MiB, peak under load VmHWM $(($(kib cookie VmHWM) / 1024)) MiB"
