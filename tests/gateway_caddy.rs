@@ -136,6 +136,21 @@ async fn readme_caddy_recipe_through_a_real_caddy() {
         .await
         .unwrap();
     let http = client();
+    // Caddy listens before every route is wired: wait until a request reaches the gateway
+    // through it (its userinfo answers 401 without a session).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let status = http
+            .get(format!("{base}/auth/userinfo"))
+            .send()
+            .await
+            .map(|r| r.status());
+        if matches!(status, Ok(StatusCode::UNAUTHORIZED)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "Caddy never proxied: {status:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // Anonymous: browsers to the login with the whole URL, API clients 401.
     let r = http
