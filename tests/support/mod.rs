@@ -260,6 +260,20 @@ pub async fn start_server_reading(
     envs: &[(&str, &str)],
     extra: usize,
 ) -> (Running, Vec<String>) {
+    try_start_server_reading(program, args, envs, extra, Duration::from_secs(60))
+        .await
+        .expect("server did not start within 60 s")
+}
+
+/// Like [`start_server_reading`], but `None` (the child killed) when no listening line came
+/// within `wait`.
+pub async fn try_start_server_reading(
+    program: &std::path::Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    extra: usize,
+    wait: Duration,
+) -> Option<(Running, Vec<String>)> {
     let mut cmd = Command::new(program);
     cmd.args(args)
         .env_clear()
@@ -275,11 +289,11 @@ pub async fn start_server_reading(
         .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-        .await
-        .expect("server did not start within 60 s")
-        .unwrap()
-        .expect("server exited before listening");
+    let Ok(line) = tokio::time::timeout(wait, lines.next_line()).await else {
+        let _ = child.start_kill();
+        return None;
+    };
+    let line = line.unwrap().expect("server exited before listening");
     let base_url = line
         .strip_prefix("listening on ")
         .expect("listening line")
@@ -292,5 +306,5 @@ pub async fn start_server_reading(
     }
     // Keep draining stdout so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (Running { child, base_url }, more)
+    Some((Running { child, base_url }, more))
 }

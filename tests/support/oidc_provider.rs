@@ -8,12 +8,13 @@
 //! RFC 9068 `at+jwt` JWTs whose `aud` is [`API_AUDIENCE`].
 
 use std::path::Path;
+use std::time::Duration;
 
 use reqwest::header::{COOKIE, LOCATION};
 
 use super::browser::Jar;
 use super::peers::{ensure_node_modules, peers_dir, require_tool};
-use super::{Running, start_server};
+use super::{Running, try_start_server_reading};
 
 /// The resource indicator (RFC 8707) that yields JWT access tokens.
 pub const API_RESOURCE: &str = "urn:demo-api";
@@ -27,7 +28,25 @@ pub async fn start_oidc_provider(envs: &[(&str, &str)]) -> Running {
     let dir = peers_dir();
     ensure_node_modules(&dir, &["oidc-provider"]);
     let script = dir.join("oidc_provider.mjs");
-    let peer = start_server(Path::new("node"), &[script.to_str().unwrap()], envs).await;
+    // It starts in about 0.3 s; once in CI it hung before listening (cause not found; not
+    // reproduced since), so a start that takes 20 s is abandoned and tried again, twice.
+    let mut peer = None;
+    for attempt in 1..=3 {
+        peer = try_start_server_reading(
+            Path::new("node"),
+            &[script.to_str().unwrap()],
+            envs,
+            0,
+            Duration::from_secs(20),
+        )
+        .await
+        .map(|(running, _)| running);
+        if peer.is_some() {
+            break;
+        }
+        eprintln!("oidc-provider peer did not start within 20 s (attempt {attempt} of 3)");
+    }
+    let peer = peer.expect("the oidc-provider peer did not start in 3 attempts");
     assert!(
         peer.base_url.starts_with("http://127.0.0.1:"),
         "unexpected issuer {}",
