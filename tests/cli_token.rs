@@ -4,59 +4,14 @@
 
 mod support;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use oidcgate_core::validate::{AccessTokenValidator, IssuerPolicy};
 use serde_json::Value;
 use support::browser::{Jar, decide_device, login};
-use support::{Running, start_server};
+use support::gateway::start_idp;
+use support::token_cli::{run, temp, token_cmd};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
-
-const BIN: &str = env!("CARGO_BIN_EXE_oidcgate");
-
-async fn start_idp() -> Running {
-    start_server(
-        std::path::Path::new(BIN),
-        &["idp", "--listen", "127.0.0.1:0"],
-        &[],
-    )
-    .await
-}
-
-fn token_cmd(issuer: &str, cache: &std::path::Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("token")
-        .args(args)
-        .env_clear()
-        .env("OIDC_ISSUER", issuer)
-        .env("XDG_CACHE_HOME", cache)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd
-}
-
-async fn run(mut cmd: Command) -> (Option<i32>, String, String) {
-    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
-        .await
-        .expect("finished")
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn temp(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("oidcgate-token-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 #[tokio::test]
 async fn client_credentials_cache_revoke_and_introspect() {

@@ -8,8 +8,6 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use oidcgate_core::validate::{AccessTokenValidator, IssuerPolicy};
@@ -19,11 +17,10 @@ use support::oidc_provider::{
     API_AUDIENCE, API_RESOURCE, no_redirect_client, provider_device, provider_login,
     start_oidc_provider,
 };
+use support::token_cli::{run, temp, token_cmd};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::task::JoinHandle;
-
-const BIN: &str = env!("CARGO_BIN_EXE_oidcgate");
 
 const SERVICE: [&str; 4] = [
     "--client-id",
@@ -31,43 +28,6 @@ const SERVICE: [&str; 4] = [
     "--client-secret",
     "demo-service-secret",
 ];
-
-/// `oidcgate token ARGS` for `issuer`, with a clean environment and its own token cache.
-fn token_cmd(issuer: &str, cache: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("token")
-        .args(args)
-        .env_clear()
-        .env("OIDC_ISSUER", issuer)
-        .env("XDG_CACHE_HOME", cache)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd
-}
-
-/// Runs to the end: exit code, stdout, stderr.
-async fn run(mut cmd: Command) -> (Option<i32>, String, String) {
-    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
-        .await
-        .expect("finished within 60 s")
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// A fresh cache folder for one test.
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("oidcgate-token-op-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// Reads stderr lines until one contains `marker`; returns the rest of that line after the
 /// marker, and the rest of stderr (drained in the background; its text lines, not the QR code,
@@ -115,7 +75,7 @@ async fn finish(child: Child) -> (Option<i32>, String) {
 async fn client_credentials_for_the_api_resource_validate_and_are_cached() {
     let peer = start_oidc_provider(&[]).await;
     let issuer = peer.base_url.clone();
-    let cache = temp("cc");
+    let cache = temp("op-cc");
     let cc = |extra: &[&str]| {
         let mut args = vec![
             "client-credentials",
@@ -171,7 +131,7 @@ async fn client_credentials_for_the_api_resource_validate_and_are_cached() {
 async fn device_flow_approved_on_the_peer_pages_while_polling() {
     let peer = start_oidc_provider(&[]).await;
     let issuer = peer.base_url.clone();
-    let cache = temp("device");
+    let cache = temp("op-device");
     let mut child = token_cmd(
         &issuer,
         &cache,
@@ -206,7 +166,7 @@ async fn device_flow_approved_on_the_peer_pages_while_polling() {
 async fn device_flow_aborted_on_the_peer_pages_fails() {
     let peer = start_oidc_provider(&[]).await;
     let issuer = peer.base_url.clone();
-    let cache = temp("device-abort");
+    let cache = temp("op-device-abort");
     let mut child = token_cmd(
         &issuer,
         &cache,
@@ -239,7 +199,7 @@ async fn device_flow_aborted_on_the_peer_pages_fails() {
 async fn loopback_login_then_refresh_with_rotation() {
     let peer = start_oidc_provider(&[]).await;
     let issuer = peer.base_url.clone();
-    let cache = temp("login");
+    let cache = temp("op-login");
     let mut child = token_cmd(
         &issuer,
         &cache,
@@ -313,7 +273,7 @@ async fn loopback_login_then_refresh_with_rotation() {
 async fn revoke_then_introspect_an_opaque_token() {
     let peer = start_oidc_provider(&[]).await;
     let issuer = peer.base_url.clone();
-    let cache = temp("revoke");
+    let cache = temp("op-revoke");
     // Without a resource indicator the peer issues an opaque access token, which its
     // introspection and revocation endpoints handle (its JWT access tokens they do not).
     let mut args = vec!["client-credentials", "--no-cache"];
