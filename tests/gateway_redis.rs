@@ -2,7 +2,8 @@
 //! ticket, Redis holds the session encrypted (no profile in clear), a second gateway replica
 //! shares the session, logout deletes it, a store outage is a 503 with `Retry-After` (never a
 //! login loop or another user's session), and a Redis restart without persistence ends sessions
-//! cleanly while an append-only Redis keeps them.
+//! cleanly while an append-only Redis keeps them. Token refresh is shared across replicas
+//! (one `SET NX PX` lease, the others re-read), and the cookie never changes for it.
 
 mod support;
 
@@ -117,9 +118,19 @@ async fn echo_upstream() -> String {
 
 /// A gateway replica; every replica uses the same redirect URI, as replicas behind one host do.
 async fn gateway(issuer: &str, upstream: &str, redirect: &str, redis_port: u16) -> Running {
+    gateway_with(issuer, upstream, redirect, redis_port, &[]).await
+}
+
+async fn gateway_with(
+    issuer: &str,
+    upstream: &str,
+    redirect: &str,
+    redis_port: u16,
+    extra: &[(&str, &str)],
+) -> Running {
     let listen = free_addr().to_string();
     let redis_url = format!("redis://127.0.0.1:{redis_port}/0");
-    let envs = [
+    let mut envs = vec![
         ("OIDC_ISSUER", issuer),
         ("OIDC_CLIENT_ID", "demo"),
         ("OIDC_CLIENT_SECRET", "demo-secret"),
@@ -134,6 +145,7 @@ async fn gateway(issuer: &str, upstream: &str, redirect: &str, redis_port: u16) 
         // No in-process cache, so every request below really asks Redis.
         ("SESSION_CACHE_TTL", "0s"),
     ];
+    envs.extend_from_slice(extra);
     start_server(std::path::Path::new(BIN), &["serve"], &envs).await
 }
 
@@ -339,4 +351,75 @@ async fn unreachable_redis_at_start_names_the_setting() {
     assert_ne!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("REDIS_URL"), "{err}");
+}
+
+/// The access token the JSON echo upstream saw, or the status when it was not reached.
+async fn token_through(base: &str, cookie: &str) -> Result<String, StatusCode> {
+    let r = get(base, "/app", cookie).await;
+    if r.status() != StatusCode::OK {
+        return Err(r.status());
+    }
+    assert!(
+        r.headers().get("set-cookie").is_none(),
+        "with Redis a refresh rewrites the store, not the cookie"
+    );
+    let seen: Value = r.json().await.unwrap();
+    Ok(seen["headers"]["x-forwarded-access-token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
+}
+
+#[tokio::test]
+async fn replicas_share_one_refresh() {
+    let port = free_addr().port();
+    let dir = TempDir::new(port);
+    let redis = Redis::start(port, dir.path(), false);
+    // 30-second access tokens: every request below finds the session's token due.
+    let idp = start_server(
+        std::path::Path::new(BIN),
+        &["idp", "--listen", "127.0.0.1:0", "--access-token-ttl", "30"],
+        &[],
+    )
+    .await;
+    let (upstream, _task) = support::gateway::echo_upstream().await;
+    let redirect = format!("http://{}/auth/callback", free_addr());
+    let pass = [("PASS_ACCESS_TOKEN", "true")];
+    let a = gateway_with(&idp.base_url, &upstream, &redirect, port, &pass).await;
+    let b = gateway_with(&idp.base_url, &upstream, &redirect, port, &pass).await;
+    let http = client();
+    let mut jar = Jar::default();
+    assert_eq!(
+        app_sign_in(&http, &mut jar, &a.base_url, "/app").await,
+        "/app"
+    );
+    let cookie = format!("oidcgate_session={}", jar.0["oidcgate_session"]);
+
+    let mut previous = std::collections::HashSet::new();
+    for round in 0..3 {
+        // Ten concurrent requests split over both replicas: one refresh for all of them (a
+        // second redemption of the rotated refresh token would make the IdP revoke the family
+        // and end the session in the next round).
+        let requests = (0..10).map(|i| {
+            let base = if i % 2 == 0 { &a.base_url } else { &b.base_url };
+            token_through(base, &cookie)
+        });
+        let tokens: std::collections::HashSet<String> = futures_util::future::join_all(requests)
+            .await
+            .into_iter()
+            .map(|t| t.unwrap_or_else(|s| panic!("round {round}: HTTP {s}")))
+            .collect();
+        assert_eq!(tokens.len(), 1, "round {round}: {tokens:?}");
+        let token = tokens.into_iter().next().unwrap_or_default();
+        assert!(previous.insert(token.clone()), "round {round} refreshed");
+        let info = client()
+            .get(format!("{}/userinfo", idp.base_url))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(info.status(), StatusCode::OK, "round {round}");
+    }
+    let leases = redis.cli(&["--scan", "--pattern", "test:refresh-lease:*"]);
+    assert_eq!(leases.trim(), "", "leases are released");
 }

@@ -107,14 +107,21 @@ async fn code_flow_refresh_userinfo_introspection_revocation() {
     ));
 
     let refresh = login.tokens.refresh_token.clone().unwrap();
-    let refreshed = client.refresh(&refresh, Some("alice")).await.unwrap();
+    let refreshed = client
+        .refresh(&refresh, Some("alice"), Some(&pending.nonce))
+        .await
+        .unwrap();
     assert_ne!(
         refreshed.refresh_token.as_deref(),
         Some(refresh.as_str()),
         "rotated"
     );
     let err = client
-        .refresh(refreshed.refresh_token.as_deref().unwrap(), Some("bob"))
+        .refresh(
+            refreshed.refresh_token.as_deref().unwrap(),
+            Some("bob"),
+            None,
+        )
         .await
         .unwrap_err();
     assert!(
@@ -139,7 +146,10 @@ async fn code_flow_refresh_userinfo_introspection_revocation() {
         false
     );
     // The old refresh token was rotated: using it again is refused by the provider.
-    let err = client.refresh(&refresh, Some("alice")).await.unwrap_err();
+    let err = client
+        .refresh(&refresh, Some("alice"), None)
+        .await
+        .unwrap_err();
     assert_eq!(err.oauth_error(), Some("invalid_grant"));
 
     let logout = client
@@ -322,6 +332,17 @@ async fn id_token_rejections() {
     };
     let sign = |claims: &Value| key.sign_jwt(None, claims).unwrap();
     assert!(v.validate(&sign(&base), checks).await.is_ok());
+    // A refreshed ID token may lack `nonce` (OIDC Core §12.2) or repeat the original one.
+    let refreshed = IdTokenChecks {
+        nonce: None,
+        expected_sub: Some("alice"),
+        original_nonce: Some("n1"),
+        ..checks
+    };
+    assert!(v.validate(&sign(&base), refreshed).await.is_ok());
+    let mut without_nonce = base.clone();
+    without_nonce.as_object_mut().unwrap().remove("nonce");
+    assert!(v.validate(&sign(&without_nonce), refreshed).await.is_ok());
 
     let with = |k: &str, val: Value| {
         let mut c = base.clone();
@@ -409,6 +430,17 @@ async fn id_token_rejections() {
                 ..checks
             },
             |e| *e == ValidationError::SubjectMismatch,
+        ),
+        (
+            "refreshed with another login's nonce",
+            base.clone(),
+            IdTokenChecks {
+                nonce: None,
+                expected_sub: Some("alice"),
+                original_nonce: Some("n0"),
+                ..checks
+            },
+            |e| *e == ValidationError::NonceMismatch,
         ),
     ];
     for (name, claims, checks, expected) in cases {

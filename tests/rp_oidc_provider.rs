@@ -107,7 +107,10 @@ async fn code_flow_userinfo_refresh_introspection_revocation_and_logout() {
 
     // Refresh: a new access token and ID token, and the refresh token rotates.
     let refresh = login.tokens.refresh_token.clone().expect("a refresh token");
-    let refreshed = client.refresh(&refresh, Some("alice")).await.unwrap();
+    let refreshed = client
+        .refresh(&refresh, Some("alice"), Some(&pending.nonce))
+        .await
+        .unwrap();
     let rotated = refreshed
         .refresh_token
         .clone()
@@ -121,13 +124,19 @@ async fn code_flow_userinfo_refresh_introspection_revocation_and_logout() {
 
     // A refreshed ID token for another subject than expected is refused (the peer still
     // rotated, so this spends `rotated`).
-    let err = client.refresh(&rotated, Some("bob")).await.unwrap_err();
+    let err = client
+        .refresh(&rotated, Some("bob"), None)
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, ClientError::IdToken(ValidationError::SubjectMismatch)),
         "{err:?}"
     );
     // The rotated-out refresh token is refused.
-    let err = client.refresh(&refresh, Some("alice")).await.unwrap_err();
+    let err = client
+        .refresh(&refresh, Some("alice"), None)
+        .await
+        .unwrap_err();
     assert_eq!(err.oauth_error(), Some("invalid_grant"), "{err:?}");
     // The code is single-use.
     let again = client.handle_callback(&pending, &params).await.unwrap_err();
@@ -298,6 +307,7 @@ async fn resource_indicator_yields_a_jwt_access_token_for_the_api() {
         .refresh(
             login.tokens.refresh_token.as_deref().unwrap(),
             Some("alice"),
+            None,
         )
         .await
         .unwrap();

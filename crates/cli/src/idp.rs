@@ -1,6 +1,6 @@
 //! `oidcgate idp`: runs the development OpenID Provider (DESIGN §5), and `oidcgate idp
-//! rotate-keys`. Reads its own flags or `IDP_LISTEN`, `IDP_ISSUER`, `IDP_CONFIG`, `IDP_STORE` —
-//! never the gateway's `OIDC_*` settings.
+//! rotate-keys`. Reads its own flags or `IDP_LISTEN`, `IDP_ISSUER`, `IDP_CONFIG`, `IDP_STORE`,
+//! `IDP_ACCESS_TOKEN_TTL` — never the gateway's `OIDC_*` settings.
 
 use std::sync::Arc;
 
@@ -55,6 +55,10 @@ struct ServeArgs {
     /// memory (default) or sqlite:PATH (sessions, tokens and keys survive restarts).
     #[arg(long, env = "IDP_STORE", default_value = "memory")]
     store: String,
+    /// Lifetime of access tokens in seconds (short ones exercise the relying party's refresh).
+    #[arg(long, env = "IDP_ACCESS_TOKEN_TTL", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(5..=86_400))]
+    access_token_ttl: u64,
 }
 
 pub async fn run(args: Args) -> Outcome {
@@ -140,13 +144,14 @@ async fn serve(args: ServeArgs) -> Outcome {
             return Outcome::Usage;
         }
     };
-    let idp = match Idp::with_store(&issuer, directory, store) {
+    let mut idp = match Idp::with_store(&issuer, directory, store) {
         Ok(idp) => idp,
         Err(e) => {
             eprintln!("error: loading or creating signing keys failed: {e}");
             return Outcome::Failed;
         }
     };
+    idp.lifetimes.access_token = std::time::Duration::from_secs(args.access_token_ttl);
     let demo = args.config.is_none();
     println!("listening on http://{addr}");
     eprintln!("oidcgate idp: issuer {issuer}");

@@ -328,10 +328,12 @@ pub async fn run(args: Args) -> Outcome {
                 Err(e) => fail(e),
             }
         }
-        Grant::Refresh { refresh_token } => match client.refresh(&refresh_token, None).await {
-            Ok(tokens) => print_tokens(&Value::Object(tokens.raw), c.json),
-            Err(e) => fail(e),
-        },
+        Grant::Refresh { refresh_token } => {
+            match client.refresh(&refresh_token, None, None).await {
+                Ok(tokens) => print_tokens(&Value::Object(tokens.raw), c.json),
+                Err(e) => fail(e),
+            }
+        }
         Grant::Revoke {
             token,
             token_type_hint,

@@ -35,15 +35,28 @@ use serde_json::json;
 
 pub use config::{ConfigError, GatewayConfig, ServeArgs};
 
-/// Who a request is from.
-#[derive(Debug, Clone)]
+/// Who a request is from. `Debug` hides the token.
+#[derive(Clone)]
 struct Identity {
     sub: String,
     email: Option<String>,
     preferred_username: Option<String>,
     groups: Vec<String>,
-    /// The bearer token a request came with (forwarded only when configured).
+    /// The request's bearer token, or the session's access token when the session keeps one
+    /// (forwarded only when configured).
     bearer: Option<String>,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("sub", &self.sub)
+            .field("email", &self.email)
+            .field("preferred_username", &self.preferred_username)
+            .field("groups", &self.groups)
+            .field("has_token", &self.bearer.is_some())
+            .finish()
+    }
 }
 
 /// Why the gateway could not start.
@@ -65,6 +78,8 @@ struct Gateway {
     config: GatewayConfig,
     bearer: Option<AccessTokenValidator>,
     login: Option<Arc<OidcClient>>,
+    /// The login layer, for its refresh counts.
+    sessions: Option<OidcLoginLayer>,
     upstream: proxy::Upstream,
 }
 
@@ -157,6 +172,8 @@ pub async fn build(config: GatewayConfig) -> Result<Router, StartError> {
         login.scopes = config.scopes.clone();
         login.cookie_secure = config.cookie_secure;
         login.session_max_age = config.session_max_age;
+        // A token passed upstream must be current: keep the tokens and refresh them.
+        login.keep_tokens = config.pass_access_token || config.pass_authorization_header;
         let mut home = redirect.clone();
         home.set_path("/");
         home.set_query(None);
@@ -176,6 +193,7 @@ pub async fn build(config: GatewayConfig) -> Result<Router, StartError> {
         config,
         bearer,
         login: login_client,
+        sessions: login_layer.clone(),
         upstream,
     });
     let router = Router::new()
@@ -303,7 +321,7 @@ async fn identify(
             email: user.email.clone(),
             preferred_username: user.preferred_username.clone(),
             groups: user.groups.clone(),
-            bearer: None,
+            bearer: user.access_token().map(str::to_owned),
         }));
     }
     let Some(validator) = &gw.bearer else {
@@ -529,7 +547,16 @@ async fn metrics_text(State(gw): State<Shared>) -> Response {
         fetches += client.id_token_validator().keys().jwks_fetches();
     }
     let store_errors = gw.redis.as_ref().map_or(0, |r| r.errors());
-    let body = gw.metrics.render(fetches, store_errors);
+    let refreshes = gw.sessions.as_ref().map_or_else(Default::default, |l| {
+        let c = l.refresh_counts();
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        metrics::Refreshes {
+            refreshed: get(&c.refreshed),
+            rejected: get(&c.rejected),
+            unavailable: get(&c.unavailable),
+        }
+    });
+    let body = gw.metrics.render(fetches, store_errors, refreshes);
     (
         [(
             axum::http::header::CONTENT_TYPE,

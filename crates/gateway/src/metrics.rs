@@ -53,6 +53,15 @@ pub struct Metrics {
     latency: Histogram,
     jwks_fetches: Gauge<u64, AtomicU64>,
     session_store_errors: Gauge<u64, AtomicU64>,
+    session_refreshes: Family<OutcomeLabel, Gauge<u64, AtomicU64>>,
+}
+
+/// Session token refreshes since start, by outcome.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Refreshes {
+    pub refreshed: u64,
+    pub rejected: u64,
+    pub unavailable: u64,
 }
 
 impl Default for Metrics {
@@ -79,12 +88,19 @@ impl Default for Metrics {
             "Failed session-store (Redis) operations since start",
             session_store_errors.clone(),
         );
+        let session_refreshes = Family::<OutcomeLabel, Gauge<u64, AtomicU64>>::default();
+        registry.register(
+            "session_refreshes",
+            "Session token refreshes since start by outcome (refreshed, rejected: the session ended, unavailable: the IdP or Redis could not be reached)",
+            session_refreshes.clone(),
+        );
         Self {
             registry,
             requests,
             latency,
             jwks_fetches,
             session_store_errors,
+            session_refreshes,
         }
     }
 }
@@ -102,10 +118,20 @@ impl Metrics {
         self.latency.observe(seconds);
     }
 
-    /// The text exposition, with the JWKS fetch and session-store error counts set first.
-    pub fn render(&self, fetches: u64, store_errors: u64) -> String {
+    /// The text exposition, with the JWKS fetch, session-store error and refresh counts set
+    /// first.
+    pub fn render(&self, fetches: u64, store_errors: u64, refreshes: Refreshes) -> String {
         self.jwks_fetches.set(fetches);
         self.session_store_errors.set(store_errors);
+        for (outcome, n) in [
+            ("refreshed", refreshes.refreshed),
+            ("rejected", refreshes.rejected),
+            ("unavailable", refreshes.unavailable),
+        ] {
+            self.session_refreshes
+                .get_or_create(&OutcomeLabel { outcome })
+                .set(n);
+        }
         let mut out = String::new();
         let _ = encode(&mut out, &self.registry);
         out

@@ -14,6 +14,9 @@
 //!   the provider's end-session endpoint when it has one.
 //! - `POST /auth/backchannel-logout` validates the provider's logout token and ends the
 //!   sessions of that IdP `sid` (or of that `sub` started before the token).
+//! - With [`LoginConfig::keep_tokens`], a session whose access token is about to expire is
+//!   refreshed on its way through ([`super::refresh`]); the cookie store's response then
+//!   carries the resealed cookie, and a refused refresh ends the session and clears it.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -38,7 +41,8 @@ use tower_service::Service;
 use super::pages::error_response;
 use super::redirect::safe_return_path;
 use super::redis::{RedisSessions, StoreError};
-use super::session::{SessionData, SessionUser, request_cookies};
+use super::refresh::{self, Job, Outcome, Refresher};
+use super::session::{SessionData, SessionTokens, SessionUser, request_cookies};
 
 /// Login cookies live this long (DESIGN §3: `Max-Age=600`).
 const LOGIN_MAX_AGE: i64 = 600;
@@ -70,6 +74,10 @@ pub struct LoginConfig {
     /// Ask for `response_mode=form_post` (used only with secure cookies: the pending-login
     /// cookie must then be `SameSite=None`, which browsers accept only with `Secure`).
     pub form_post: bool,
+    /// Keep the access and refresh tokens in the session (for [`SessionData::access_token`],
+    /// e.g. passed upstream) and refresh them transparently before they expire. Off by
+    /// default: the session then holds only the identity and stays small.
+    pub keep_tokens: bool,
 }
 
 impl LoginConfig {
@@ -93,6 +101,7 @@ impl LoginConfig {
             post_logout_redirect_uri: None,
             redis: None,
             form_post: false,
+            keep_tokens: false,
         }
     }
 
@@ -198,6 +207,7 @@ struct Shared {
     revoked: Revoked,
     chunks: CookieChunks,
     logout_tokens: LogoutTokenValidator,
+    refresher: Refresher,
     /// Decoded cookie sessions keyed by the whole sealed cookie value: a hit means these exact
     /// bytes already passed AES-GCM authentication here, so decryption and JSON parsing are
     /// skipped. Expiry and revocation are still checked on every request.
@@ -223,11 +233,19 @@ impl OidcLoginLayer {
             revoked: Revoked::default(),
             chunks: CookieChunks::default(),
             logout_tokens,
+            refresher: Refresher::default(),
             opened: quick_cache::sync::Cache::new(OPENED_SESSIONS),
         };
         Self {
             shared: Arc::new(shared),
         }
+    }
+}
+
+impl OidcLoginLayer {
+    /// How the session refreshes went since start.
+    pub fn refresh_counts(&self) -> &super::refresh::RefreshCounts {
+        self.shared.refresher.counts()
     }
 }
 
@@ -300,11 +318,26 @@ fn query_param(uri: &http::Uri, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// A session as read from a request.
+struct Loaded {
+    data: Arc<SessionData>,
+    /// The Redis ticket of the cookie (Redis store only).
+    ticket: Option<Vec<u8>>,
+}
+
+/// What the session check leaves for the response.
+enum CookieUpdate {
+    None,
+    /// The tokens were refreshed: the cookie store seals the session anew.
+    Rewrite(Arc<SessionData>),
+    /// The session ended (refresh refused): clear the cookies.
+    Clear,
+}
+
 impl Shared {
-    /// The valid session of a request, if any.
     /// The valid session of a request: `Ok(None)` without one, `Err` when the Redis store is
     /// unreachable (the request then gets 503, never someone else's session).
-    async fn session(&self, headers: &HeaderMap) -> Result<Option<Arc<SessionData>>, StoreError> {
+    async fn session(&self, headers: &HeaderMap) -> Result<Option<Loaded>, StoreError> {
         let cookies = request_cookies(headers);
         let name = self.config.session_cookie();
         let Some(value) = self.chunks.join(name, |n| {
@@ -312,12 +345,15 @@ impl Shared {
         }) else {
             return Ok(None);
         };
+        let mut ticket = None;
         let data = match &self.config.redis {
             Some(redis) => {
-                let Ok(ticket) = self.config.keys.open(Purpose::Ticket, name, &value) else {
+                let Ok(opened) = self.config.keys.open(Purpose::Ticket, name, &value) else {
                     return Ok(None);
                 };
-                match redis.load(&ticket).await? {
+                let loaded = redis.load(&opened).await?;
+                ticket = Some(opened);
+                match loaded {
                     Some(data) => data,
                     None => return Ok(None),
                 }
@@ -339,7 +375,59 @@ impl Shared {
                 }
             }
         };
-        Ok((data.expires_at > now() && !self.revoked.is_revoked(&data)).then_some(data))
+        Ok((data.expires_at > now() && !self.revoked.is_revoked(&data))
+            .then_some(Loaded { data, ticket }))
+    }
+
+    /// The session of a request with its tokens refreshed when they are due, and what the
+    /// response must do to the cookie.
+    async fn current_session(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<(Option<Arc<SessionData>>, CookieUpdate), StoreError> {
+        let Some(loaded) = self.session(headers).await? else {
+            return Ok((None, CookieUpdate::None));
+        };
+        let now = now();
+        if !refresh::due(&loaded.data, now) {
+            return Ok((Some(loaded.data), CookieUpdate::None));
+        }
+        let job = Job {
+            client: self.config.client.clone(),
+            redis: match (&self.config.redis, loaded.ticket) {
+                (Some(redis), Some(ticket)) => Some((redis.clone(), ticket)),
+                _ => None,
+            },
+            session: loaded.data.clone(),
+        };
+        let redis_ticket = job.redis.as_ref().map(|(_, t)| t.clone());
+        match self.refresher.refresh(job).await {
+            Outcome::Refreshed(next) => {
+                // Redis already holds the new session under the same ticket.
+                let update = if self.config.redis.is_some() {
+                    CookieUpdate::None
+                } else {
+                    CookieUpdate::Rewrite(next.clone())
+                };
+                Ok((Some(next), update))
+            }
+            Outcome::Rejected(why) => {
+                tracing::info!(reason = %why, "session ended: its tokens could not be refreshed");
+                self.revoked.revoke(&loaded.data.id, loaded.data.expires_at);
+                if let (Some(redis), Some(ticket)) = (&self.config.redis, redis_ticket)
+                    && let Err(e) = redis.delete(&ticket).await
+                {
+                    tracing::warn!(error = %e, "could not delete the ended session from Redis; it is revoked in this process");
+                }
+                Ok((None, CookieUpdate::Clear))
+            }
+            // The provider is unreachable: keep the session while its access token lasts;
+            // past that, this request is anonymous and a later one tries again.
+            Outcome::Unavailable(_) if refresh::expired(&loaded.data, now) => {
+                Ok((None, CookieUpdate::None))
+            }
+            Outcome::Unavailable(_) => Ok((Some(loaded.data), CookieUpdate::None)),
+        }
     }
 
     fn login(&self, headers: &HeaderMap, uri: &http::Uri) -> Response {
@@ -497,6 +585,15 @@ impl Shared {
             created_at: now(),
             expires_at: now()
                 + i64::try_from(self.config.session_max_age.as_secs()).unwrap_or(86_400),
+            tokens: self.config.keep_tokens.then(|| SessionTokens {
+                access_token: login.tokens.access_token.clone(),
+                access_expires_at: login
+                    .tokens
+                    .expires_in
+                    .map(|s| now().saturating_add(i64::try_from(s).unwrap_or(i64::MAX))),
+                refresh_token: login.tokens.refresh_token.clone(),
+                nonce: pending.login.nonce.clone(),
+            }),
         };
         // DESIGN: when the ID token lacks profile claims, userinfo fills them in once.
         let lacking = data.email.is_none()
@@ -574,11 +671,20 @@ impl Shared {
                     .map_err(|e| e.to_string())?
             }
         };
-        let parts = self
-            .chunks
-            .split(name, &sealed)
-            .map_err(|e| e.to_string())?;
-        let max_age = data.expires_at - now();
+        self.write_cookie(response, &sealed, data.expires_at)
+    }
+
+    /// Sets the (chunked) session cookie to `sealed` and expires chunks left over from a
+    /// larger one.
+    fn write_cookie(
+        &self,
+        response: &mut Response,
+        sealed: &str,
+        expires_at: i64,
+    ) -> Result<(), String> {
+        let name = self.config.session_cookie();
+        let parts = self.chunks.split(name, sealed).map_err(|e| e.to_string())?;
+        let max_age = expires_at - now();
         let used = parts.len();
         for (n, v) in parts {
             set_cookie(
@@ -594,6 +700,38 @@ impl Shared {
             );
         }
         Ok(())
+    }
+
+    /// Applies the session check's cookie change to a response.
+    fn update_cookie(&self, response: &mut Response, update: CookieUpdate) {
+        match update {
+            CookieUpdate::None => {}
+            CookieUpdate::Rewrite(data) => {
+                let name = self.config.session_cookie();
+                let sealed = serde_json::to_vec(&*data)
+                    .map_err(|e| e.to_string())
+                    .and_then(|json| {
+                        self.config
+                            .keys
+                            .seal(Purpose::Session, name, &json)
+                            .map_err(|e| e.to_string())
+                    });
+                if let Err(e) =
+                    sealed.and_then(|v| self.write_cookie(response, &v, data.expires_at))
+                {
+                    // The request succeeded; the next one adopts the cached refresh result.
+                    tracing::warn!(error = %e, "could not rewrite the refreshed session cookie");
+                }
+            }
+            CookieUpdate::Clear => {
+                for n in self.chunks.names(self.config.session_cookie()) {
+                    set_cookie(
+                        response,
+                        format!("{n}={}", self.config.cookie_attributes(0)),
+                    );
+                }
+            }
+        }
     }
 
     /// OIDC Back-Channel Logout §2.5/§2.8: 200 on success, 400 with a JSON error otherwise.
@@ -653,7 +791,7 @@ impl Shared {
     }
 
     async fn logout(&self, headers: &HeaderMap) -> Response {
-        let session = self.session(headers).await.ok().flatten();
+        let session = self.session(headers).await.ok().flatten().map(|l| l.data);
         if let Some(s) = &session {
             self.revoked.revoke(&s.id, s.expires_at);
         }
@@ -755,11 +893,13 @@ where
                     ),
                 });
             }
-            match shared.session(request.headers()).await {
-                Ok(Some(session)) => {
-                    request.extensions_mut().insert(SessionUser(session));
+            let update = match shared.current_session(request.headers()).await {
+                Ok((session, update)) => {
+                    if let Some(session) = session {
+                        request.extensions_mut().insert(SessionUser(session));
+                    }
+                    update
                 }
-                Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "session store unavailable");
                     let mut r = error_response(
@@ -772,8 +912,10 @@ where
                         .insert(http::header::RETRY_AFTER, HeaderValue::from_static("2"));
                     return Ok(r);
                 }
-            }
-            inner.call(request).await
+            };
+            let mut response = inner.call(request).await?;
+            shared.update_cookie(&mut response, update);
+            Ok(response)
         })
     }
 }

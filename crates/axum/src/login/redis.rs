@@ -1,7 +1,8 @@
 //! The Redis session store (DESIGN §2): the cookie carries only a sealed ticket — a 16-byte
 //! session id and a 32-byte key — and Redis holds the session encrypted with that key
 //! (AES-256-GCM, the id as associated data), so Redis alone reveals no tokens or profiles.
-//! Keys: `{prefix}session:{id}` with a TTL of the remaining session age, and index sets
+//! Keys: `{prefix}session:{id}` with a TTL of the remaining session age, `{prefix}refresh-lease:{id}`
+//! (one replica refreshes a session's tokens at a time), and index sets
 //! `{prefix}sid:{idp sid}` / `{prefix}sub:{sub}` so a back-channel logout can end every
 //! session of an IdP session or user. A bounded in-process cache keeps decoded sessions for
 //! `SESSION_CACHE_TTL` (other replicas see a logout within it).
@@ -32,6 +33,13 @@ const MAX_CACHED: usize = 10_000;
 /// Decoded sessions by id, with the time they were read from Redis and the ticket key that
 /// opened them (a cache hit needs the same key, as a Redis read would).
 type Cache = HashMap<[u8; ID_LEN], (Instant, [u8; KEY_LEN], Arc<SessionData>)>;
+
+/// A held refresh lease (`{prefix}refresh-lease:{id}`), released with
+/// [`RedisSessions::release`] or by its expiry.
+pub struct RefreshLease {
+    key: String,
+    token: String,
+}
 
 /// Sessions in Redis.
 pub struct RedisSessions {
@@ -98,10 +106,8 @@ impl RedisSessions {
             .is_ok()
     }
 
-    /// Stores a new session; returns the ticket for the cookie.
-    pub async fn save(&self, data: &SessionData) -> Result<[u8; TICKET_LEN], StoreError> {
-        let mut ticket = [0u8; TICKET_LEN];
-        aws_lc_rs::rand::fill(&mut ticket).map_err(|_| StoreError("no randomness".into()))?;
+    /// The stored form of a session: nonce ‖ AES-256-GCM(ticket key, JSON), AAD = id.
+    fn seal(ticket: &[u8], data: &SessionData) -> Result<Vec<u8>, StoreError> {
         let (id, key) = ticket.split_at(ID_LEN);
         let sealing =
             RandomizedNonceKey::new(&AES_256_GCM, key).map_err(|_| StoreError("bad key".into()))?;
@@ -111,6 +117,15 @@ impl RedisSessions {
             .map_err(|_| StoreError("seal failed".into()))?;
         let mut stored = nonce.as_ref().to_vec();
         stored.extend_from_slice(&value);
+        Ok(stored)
+    }
+
+    /// Stores a new session; returns the ticket for the cookie.
+    pub async fn save(&self, data: &SessionData) -> Result<[u8; TICKET_LEN], StoreError> {
+        let mut ticket = [0u8; TICKET_LEN];
+        aws_lc_rs::rand::fill(&mut ticket).map_err(|_| StoreError("no randomness".into()))?;
+        let id = &ticket[..ID_LEN];
+        let stored = Self::seal(&ticket, data)?;
         let ttl = u64::try_from(data.expires_at - now()).unwrap_or(1).max(1);
         let mut conn = self.manager.clone();
         let key = self.key(id);
@@ -136,13 +151,28 @@ impl RedisSessions {
 
     /// The session of a ticket: `Ok(None)` when it ended or never existed.
     pub async fn load(&self, ticket: &[u8]) -> Result<Option<Arc<SessionData>>, StoreError> {
+        self.read(ticket, true).await
+    }
+
+    /// Like [`Self::load`], but always from Redis (a refresh must see another replica's
+    /// write, not this process's cached copy).
+    pub async fn load_fresh(&self, ticket: &[u8]) -> Result<Option<Arc<SessionData>>, StoreError> {
+        self.read(ticket, false).await
+    }
+
+    async fn read(
+        &self,
+        ticket: &[u8],
+        use_cache: bool,
+    ) -> Result<Option<Arc<SessionData>>, StoreError> {
         if ticket.len() != TICKET_LEN {
             return Ok(None);
         }
         let (id, key) = ticket.split_at(ID_LEN);
         let mut id_arr = [0u8; ID_LEN];
         id_arr.copy_from_slice(id);
-        if !self.cache_ttl.is_zero()
+        if use_cache
+            && !self.cache_ttl.is_zero()
             && let Some((at, cached_key, data)) = self
                 .cache
                 .lock()
@@ -175,20 +205,94 @@ impl RedisSessions {
             return Ok(None);
         };
         let data = Arc::new(data);
-        if !self.cache_ttl.is_zero() {
-            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            if cache.len() >= MAX_CACHED {
-                let ttl = self.cache_ttl;
-                cache.retain(|_, (at, _, _)| at.elapsed() < ttl);
-                if cache.len() >= MAX_CACHED {
-                    cache.clear();
-                }
-            }
-            let mut key_arr = [0u8; KEY_LEN];
-            key_arr.copy_from_slice(key);
-            cache.insert(id_arr, (Instant::now(), key_arr, data.clone()));
-        }
+        self.remember(ticket, &data);
         Ok(Some(data))
+    }
+
+    fn remember(&self, ticket: &[u8], data: &Arc<SessionData>) {
+        if self.cache_ttl.is_zero() || ticket.len() != TICKET_LEN {
+            return;
+        }
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= MAX_CACHED {
+            let ttl = self.cache_ttl;
+            cache.retain(|_, (at, _, _)| at.elapsed() < ttl);
+            if cache.len() >= MAX_CACHED {
+                cache.clear();
+            }
+        }
+        let mut id_arr = [0u8; ID_LEN];
+        id_arr.copy_from_slice(&ticket[..ID_LEN]);
+        let mut key_arr = [0u8; KEY_LEN];
+        key_arr.copy_from_slice(&ticket[ID_LEN..]);
+        cache.insert(id_arr, (Instant::now(), key_arr, data.clone()));
+    }
+
+    /// Replaces the session of a ticket in place (after a refresh), keeping its TTL; the
+    /// ticket, and so the cookie, stay the same. `Ok(false)` when the session has ended.
+    pub async fn update(&self, ticket: &[u8], data: &Arc<SessionData>) -> Result<bool, StoreError> {
+        if ticket.len() != TICKET_LEN {
+            return Ok(false);
+        }
+        let stored = Self::seal(ticket, data)?;
+        let mut conn = self.manager.clone();
+        let written: Option<String> = redis::cmd("SET")
+            .arg(self.key(&ticket[..ID_LEN]))
+            .arg(stored)
+            .arg("XX")
+            .arg("KEEPTTL")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))?;
+        if written.is_some() {
+            self.remember(ticket, data);
+        }
+        Ok(written.is_some())
+    }
+
+    /// Takes the cross-replica refresh lease of a session (`SET NX PX`): `Ok(None)` when
+    /// another process holds it.
+    pub async fn try_lease(
+        &self,
+        ticket: &[u8],
+        hold: Duration,
+    ) -> Result<Option<RefreshLease>, StoreError> {
+        let mut token = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut token).map_err(|_| StoreError("no randomness".into()))?;
+        let lease = RefreshLease {
+            key: format!(
+                "{}refresh-lease:{}",
+                self.prefix,
+                hex(&ticket[..ID_LEN.min(ticket.len())])
+            ),
+            token: hex(&token),
+        };
+        let mut conn = self.manager.clone();
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(&lease.key)
+            .arg(&lease.token)
+            .arg("NX")
+            .arg("PX")
+            .arg(u64::try_from(hold.as_millis()).unwrap_or(u64::MAX).max(1))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(taken.map(|_| lease))
+    }
+
+    /// Gives a lease back, unless it expired and someone else holds it now.
+    pub async fn release(&self, lease: RefreshLease) -> Result<(), StoreError> {
+        const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+        let mut conn = self.manager.clone();
+        redis::cmd("EVAL")
+            .arg(RELEASE)
+            .arg(1)
+            .arg(&lease.key)
+            .arg(&lease.token)
+            .query_async::<i64>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.failed(e))
     }
 
     /// Ends the session of a ticket.

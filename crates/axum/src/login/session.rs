@@ -29,6 +29,38 @@ pub struct SessionData {
     pub created_at: i64,
     /// Absolute end (`SESSION_MAX_AGE` after login).
     pub expires_at: i64,
+    /// The provider's tokens, kept only when something uses them
+    /// ([`super::LoginConfig::keep_tokens`]: passing the access token on, refresh).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<SessionTokens>,
+}
+
+/// The tokens a session keeps. `Debug` hides them.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SessionTokens {
+    pub access_token: String,
+    /// When the access token expires (from `expires_in`; unknown: never refreshed).
+    pub access_expires_at: Option<i64>,
+    pub refresh_token: Option<String>,
+    /// The login's nonce: a refreshed ID token that carries one must repeat it (OIDC Core
+    /// §12.2).
+    pub nonce: String,
+}
+
+impl std::fmt::Debug for SessionTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionTokens")
+            .field("access_expires_at", &self.access_expires_at)
+            .field("has_refresh_token", &self.refresh_token.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionData {
+    /// The access token, when the session keeps one.
+    pub fn access_token(&self) -> Option<&str> {
+        self.tokens.as_ref().map(|t| t.access_token.as_str())
+    }
 }
 
 impl std::fmt::Debug for SessionData {

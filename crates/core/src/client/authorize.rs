@@ -297,6 +297,7 @@ impl OidcClient {
             max_age: pending.max_age.map(Duration::from_secs),
             access_token: Some(&tokens.access_token),
             expected_sub: None,
+            original_nonce: None,
         };
         let id_token = self.id_tokens.validate(id_token, checks).await?;
         Ok(Login { tokens, id_token })

@@ -164,11 +164,13 @@ impl OidcClient {
     }
 
     /// Redeems a refresh token. A new ID token, when returned, must be for `expected_sub`
-    /// (OIDC Core §12.2); its `nonce` is not required.
+    /// (OIDC Core §12.2); it may lack `nonce`, but one it carries must equal `original_nonce`
+    /// when that is given.
     pub async fn refresh(
         &self,
         refresh_token: &str,
         expected_sub: Option<&str>,
+        original_nonce: Option<&str>,
     ) -> Result<TokenResponse, ClientError> {
         let tokens = self
             .token_request(&[
@@ -182,6 +184,7 @@ impl OidcClient {
                 max_age: None,
                 access_token: Some(&tokens.access_token),
                 expected_sub,
+                original_nonce,
             };
             self.id_tokens.validate(id_token, checks).await?;
         }

@@ -32,6 +32,9 @@ pub struct IdTokenChecks<'a> {
     pub access_token: Option<&'a str>,
     /// For a refreshed ID token: the `sub` of the session it replaces.
     pub expected_sub: Option<&'a str>,
+    /// For a refreshed ID token: the nonce of the original login. A refreshed token may lack
+    /// `nonce`, but one it carries must equal this (OIDC Core §12.2).
+    pub original_nonce: Option<&'a str>,
 }
 
 /// Validates ID tokens for one client of one issuer.
@@ -179,6 +182,12 @@ impl IdTokenValidator {
             if verify_slices_are_equal(got.as_bytes(), expected.as_bytes()).is_err() {
                 return Err(ValidationError::NonceMismatch);
             }
+        }
+        if let Some(original) = checks.original_nonce
+            && let Some(got) = string("nonce")?
+            && verify_slices_are_equal(got.as_bytes(), original.as_bytes()).is_err()
+        {
+            return Err(ValidationError::NonceMismatch);
         }
         if let Some(max_age) = checks.max_age {
             let auth_time = numeric_date(&claims, "auth_time")?

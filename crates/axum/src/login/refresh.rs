@@ -1,0 +1,421 @@
+//! Transparent refresh of a session's tokens (DESIGN §4). When a session keeps tokens and its
+//! access token is under [`REFRESH_BEFORE`] seconds from expiry, the next request refreshes it
+//! once:
+//!
+//! - in process, concurrent requests of one session share one refresh (single flight), which
+//!   runs in its own task so a client hanging up cannot cancel it half-way (a refresh token
+//!   redeemed but never stored would be redeemed again, and IdPs with rotation revoke the whole
+//!   family for that);
+//! - a **refresh-result cache** maps SHA-256(old refresh token) to the new tokens for 60 s, so a
+//!   request that still carries the pre-refresh cookie adopts them instead of redeeming again;
+//! - with Redis, a `SET NX PX` lease lets one replica refresh; the others wait for its write
+//!   and re-read the session. The lease holder re-reads too before redeeming, in case another
+//!   replica finished just before.
+//!
+//! A refreshed ID token must be for the same `sub`, and a `nonce` in it must be the login's.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use oidcgate_core::client::{ClientError, OidcClient};
+
+use super::redis::RedisSessions;
+use super::session::{SessionData, SessionTokens};
+
+/// Refresh when the access token has less than this many seconds left.
+pub const REFRESH_BEFORE: i64 = 60;
+/// How long a refresh result is adopted by requests that carry the old refresh token.
+const RESULT_TTL: Duration = Duration::from_secs(60);
+/// Longest a replica holds the Redis lease (a refresh normally takes milliseconds; the HTTP
+/// client's own timeouts end a hung one well before).
+const LEASE_HOLD: Duration = Duration::from_secs(15);
+/// How long a replica that lost the lease waits for the winner's write.
+const WAIT_FOR_PEER: Duration = Duration::from_secs(10);
+const PEER_POLL: Duration = Duration::from_millis(100);
+/// After a failure to reach the provider, a session's next attempt waits this long (a down
+/// IdP is not hit on every request).
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
+/// Bound of the refresh-result cache.
+const MAX_RESULTS: usize = 10_000;
+
+/// What a refresh came to.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The session with fresh tokens (already written to Redis when Redis is the store).
+    Refreshed(Arc<SessionData>),
+    /// The provider refused (e.g. `invalid_grant`, an invalid ID token) or the session is
+    /// gone: the session ends and the user signs in again.
+    Rejected(String),
+    /// The provider or Redis could not be reached; the session keeps its tokens for now.
+    Unavailable(String),
+}
+
+/// Whether a session's access token is due for a refresh at `now`.
+pub fn due(session: &SessionData, now: i64) -> bool {
+    session.tokens.as_ref().is_some_and(|t| {
+        t.refresh_token.is_some()
+            && t.access_expires_at
+                .is_some_and(|exp| exp.saturating_sub(now) < REFRESH_BEFORE)
+    })
+}
+
+/// Whether a session's access token has expired at `now`.
+pub fn expired(session: &SessionData, now: i64) -> bool {
+    session
+        .tokens
+        .as_ref()
+        .and_then(|t| t.access_expires_at)
+        .is_some_and(|exp| exp <= now)
+}
+
+struct Flight {
+    started: Instant,
+    /// `None` while the refresh runs.
+    outcome: tokio::sync::watch::Receiver<Option<Outcome>>,
+}
+
+/// New tokens by SHA-256 of the refresh token they replaced.
+type Results = quick_cache::sync::Cache<[u8; 32], (Instant, SessionTokens, Option<String>)>;
+
+/// How the refreshes of a login layer went since start (for `/metrics`): one count per
+/// refresh attempt, not per request that shared it.
+#[derive(Debug, Default)]
+pub struct RefreshCounts {
+    /// New tokens from the provider, or adopted from another replica's refresh.
+    pub refreshed: AtomicU64,
+    /// Refused by the provider (or the session was gone): sessions ended.
+    pub rejected: AtomicU64,
+    /// The provider or Redis could not be reached.
+    pub unavailable: AtomicU64,
+}
+
+impl RefreshCounts {
+    fn record(&self, outcome: &Outcome) {
+        let counter = match outcome {
+            Outcome::Refreshed(_) => &self.refreshed,
+            Outcome::Rejected(_) => &self.rejected,
+            Outcome::Unavailable(_) => &self.unavailable,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The refreshes of one login layer.
+pub struct Refresher {
+    in_flight: Mutex<HashMap<String, Flight>>,
+    results: Arc<Results>,
+    counts: Arc<RefreshCounts>,
+}
+
+impl Default for Refresher {
+    fn default() -> Self {
+        Self {
+            in_flight: Mutex::new(HashMap::new()),
+            results: Arc::new(quick_cache::sync::Cache::new(MAX_RESULTS)),
+            counts: Arc::default(),
+        }
+    }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+fn with_tokens(
+    session: &SessionData,
+    tokens: SessionTokens,
+    id_token: Option<String>,
+) -> Arc<SessionData> {
+    let mut next = session.clone();
+    next.tokens = Some(tokens);
+    if id_token.is_some() {
+        next.id_token = id_token;
+    }
+    Arc::new(next)
+}
+
+/// Everything one refresh needs, owned (it runs in its own task).
+pub struct Job {
+    pub client: Arc<OidcClient>,
+    pub redis: Option<(Arc<RedisSessions>, Vec<u8>)>,
+    pub session: Arc<SessionData>,
+}
+
+impl Refresher {
+    /// The counts since start.
+    pub fn counts(&self) -> &RefreshCounts {
+        &self.counts
+    }
+
+    /// Refreshes `job.session`'s tokens, sharing the work with concurrent requests of the same
+    /// session and adopting a result another request already got for the same refresh token.
+    pub async fn refresh(&self, job: Job) -> Outcome {
+        let Some(old) = job
+            .session
+            .tokens
+            .as_ref()
+            .and_then(|t| t.refresh_token.as_deref())
+        else {
+            return Outcome::Rejected("the session has no refresh token".into());
+        };
+        let key = digest(old);
+        if let Some((at, tokens, id_token)) = self.results.get(&key)
+            && at.elapsed() < RESULT_TTL
+        {
+            return Outcome::Refreshed(with_tokens(&job.session, tokens, id_token));
+        }
+        let id = job.session.id.clone();
+        let mut receiver = {
+            let mut flights = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            if flights.len() > MAX_RESULTS {
+                flights.retain(|_, f| f.started.elapsed() < RETRY_AFTER_FAILURE);
+            }
+            match flights.get(&id) {
+                // Join a running flight, or one that failed to reach the provider moments ago.
+                Some(f)
+                    if !matches!(&*f.outcome.borrow(), Some(Outcome::Unavailable(_)))
+                        || f.started.elapsed() < RETRY_AFTER_FAILURE =>
+                {
+                    f.outcome.clone()
+                }
+                _ => {
+                    let (sender, receiver) = tokio::sync::watch::channel(None);
+                    let results = self.results.clone();
+                    let counts = self.counts.clone();
+                    // Its own task: the caller's request may be dropped, the refresh is not.
+                    tokio::spawn(async move {
+                        let outcome = run(job, key, results).await;
+                        counts.record(&outcome);
+                        let _ = sender.send(Some(outcome));
+                    });
+                    flights.insert(
+                        id.clone(),
+                        Flight {
+                            started: Instant::now(),
+                            outcome: receiver.clone(),
+                        },
+                    );
+                    receiver
+                }
+            }
+        };
+        let outcome = match receiver.wait_for(Option::is_some).await {
+            Ok(done) => done
+                .clone()
+                .unwrap_or_else(|| Outcome::Unavailable("no refresh result".into())),
+            Err(_) => Outcome::Unavailable("the refresh task failed".into()),
+        };
+        if !matches!(outcome, Outcome::Unavailable(_)) {
+            let mut flights = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            if flights
+                .get(&id)
+                .is_some_and(|f| f.outcome.same_channel(&receiver))
+            {
+                flights.remove(&id);
+            }
+        }
+        outcome
+    }
+}
+
+/// Whether the session read back from Redis already carries other tokens than `old` (another
+/// replica refreshed it).
+fn moved_on(current: &SessionData, old: &str) -> bool {
+    current
+        .tokens
+        .as_ref()
+        .and_then(|t| t.refresh_token.as_deref())
+        != Some(old)
+}
+
+async fn run(job: Job, key: [u8; 32], results: Arc<Results>) -> Outcome {
+    let session = &job.session;
+    // A flight that finished just before this one started may have left its result.
+    if let Some((at, tokens, id_token)) = results.get(&key)
+        && at.elapsed() < RESULT_TTL
+    {
+        return Outcome::Refreshed(with_tokens(session, tokens, id_token));
+    }
+    let Some(tokens) = session.tokens.as_ref() else {
+        return Outcome::Rejected("the session keeps no tokens".into());
+    };
+    let Some(old) = tokens.refresh_token.as_deref() else {
+        return Outcome::Rejected("the session has no refresh token".into());
+    };
+    let lease = match &job.redis {
+        None => None,
+        Some((redis, ticket)) => match redis.try_lease(ticket, LEASE_HOLD).await {
+            Err(e) => return Outcome::Unavailable(e.to_string()),
+            Ok(None) => return wait_for_peer(redis, ticket, old).await,
+            Ok(Some(lease)) => match redis.load_fresh(ticket).await {
+                Err(e) => {
+                    let _ = redis.release(lease).await;
+                    return Outcome::Unavailable(e.to_string());
+                }
+                Ok(None) => {
+                    let _ = redis.release(lease).await;
+                    return Outcome::Rejected("the session has ended".into());
+                }
+                Ok(Some(current)) if moved_on(&current, old) => {
+                    let _ = redis.release(lease).await;
+                    return Outcome::Refreshed(current);
+                }
+                Ok(Some(_)) => Some(lease),
+            },
+        },
+    };
+    let result = job
+        .client
+        .refresh(old, Some(&session.sub), Some(&tokens.nonce))
+        .await;
+    let outcome = match result {
+        Ok(response) => {
+            let now = now();
+            let fresh = SessionTokens {
+                access_token: response.access_token,
+                access_expires_at: response
+                    .expires_in
+                    .map(|s| now.saturating_add(i64::try_from(s).unwrap_or(i64::MAX))),
+                // Without rotation the old refresh token stays valid.
+                refresh_token: response.refresh_token.or_else(|| Some(old.to_owned())),
+                nonce: tokens.nonce.clone(),
+            };
+            results.insert(
+                key,
+                (Instant::now(), fresh.clone(), response.id_token.clone()),
+            );
+            let next = with_tokens(session, fresh, response.id_token);
+            if let Some((redis, ticket)) = &job.redis {
+                match redis.update(ticket, &next).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::info!("the session ended during its refresh");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "refreshed tokens could not be written to Redis; other replicas may refresh again")
+                    }
+                }
+            }
+            tracing::debug!("session tokens refreshed");
+            Outcome::Refreshed(next)
+        }
+        Err(e) => classify(e),
+    };
+    if let (Some((redis, _)), Some(lease)) = (&job.redis, lease)
+        && let Err(e) = redis.release(lease).await
+    {
+        tracing::warn!(error = %e, "could not release the refresh lease; it expires by itself");
+    }
+    outcome
+}
+
+/// A provider's refusal ends the session; a failure to reach it does not.
+fn classify(e: ClientError) -> Outcome {
+    match &e {
+        ClientError::OAuth { status, .. } if (400..500).contains(status) => {
+            tracing::info!(error = %e, "refresh refused; the session ends");
+            Outcome::Rejected(e.to_string())
+        }
+        ClientError::IdToken(_) => {
+            tracing::warn!(error = %e, "refreshed ID token refused; the session ends");
+            Outcome::Rejected(e.to_string())
+        }
+        _ => {
+            tracing::warn!(error = %e, "refresh failed; retrying later");
+            Outcome::Unavailable(e.to_string())
+        }
+    }
+}
+
+/// Another replica holds the lease: wait for its write and adopt it.
+async fn wait_for_peer(redis: &RedisSessions, ticket: &[u8], old: &str) -> Outcome {
+    let deadline = Instant::now() + WAIT_FOR_PEER;
+    while Instant::now() < deadline {
+        tokio::time::sleep(PEER_POLL).await;
+        match redis.load_fresh(ticket).await {
+            Ok(None) => return Outcome::Rejected("the session has ended".into()),
+            Ok(Some(current)) if moved_on(&current, old) => return Outcome::Refreshed(current),
+            Ok(Some(_)) => {}
+            Err(e) => return Outcome::Unavailable(e.to_string()),
+        }
+    }
+    Outcome::Unavailable("another replica's refresh did not finish in time".into())
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(exp: Option<i64>, refresh: Option<&str>) -> SessionData {
+        SessionData {
+            id: "s".into(),
+            sub: "alice".into(),
+            idp_sid: None,
+            email: None,
+            email_verified: None,
+            name: None,
+            preferred_username: None,
+            groups: vec![],
+            id_token: None,
+            created_at: 0,
+            expires_at: 10_000,
+            tokens: Some(SessionTokens {
+                access_token: "at".into(),
+                access_expires_at: exp,
+                refresh_token: refresh.map(str::to_owned),
+                nonce: "n".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn due_only_near_expiry_with_a_refresh_token() {
+        assert!(due(&session(Some(1_059), Some("rt")), 1_000));
+        assert!(!due(&session(Some(1_060), Some("rt")), 1_000));
+        assert!(due(&session(Some(900), Some("rt")), 1_000));
+        assert!(!due(&session(Some(900), None), 1_000));
+        assert!(!due(&session(None, Some("rt")), 1_000));
+        let mut none = session(Some(900), Some("rt"));
+        none.tokens = None;
+        assert!(!due(&none, 1_000));
+        assert!(expired(&session(Some(1_000), None), 1_000));
+        assert!(!expired(&session(Some(1_001), None), 1_000));
+        assert!(!expired(&session(None, None), 1_000));
+    }
+
+    #[test]
+    fn provider_refusals_end_the_session_outages_do_not() {
+        let refused = ClientError::OAuth {
+            status: 400,
+            error: "invalid_grant".into(),
+            description: String::new(),
+        };
+        assert!(matches!(classify(refused), Outcome::Rejected(_)));
+        let down = ClientError::OAuth {
+            status: 503,
+            error: "temporarily_unavailable".into(),
+            description: String::new(),
+        };
+        assert!(matches!(classify(down), Outcome::Unavailable(_)));
+        let forged = ClientError::IdToken(oidcgate_core::validate::ValidationError::Expired);
+        assert!(matches!(classify(forged), Outcome::Rejected(_)));
+    }
+
+    #[test]
+    fn moved_on_compares_refresh_tokens() {
+        assert!(!moved_on(&session(Some(1), Some("rt")), "rt"));
+        assert!(moved_on(&session(Some(1), Some("rt2")), "rt"));
+        assert!(moved_on(&session(Some(1), None), "rt"));
+    }
+}
