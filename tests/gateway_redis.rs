@@ -7,96 +7,17 @@
 
 mod support;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
 use support::browser::{Jar, app_sign_in};
 use support::gateway::{client, free_addr};
+use support::redis::{Redis, TempDir};
 use support::{Running, start_server};
 
 const BIN: &str = env!("CARGO_BIN_EXE_oidcgate");
 const SECRET: &str = "a-gateway-session-secret-of-32-bytes-or-more";
-
-/// A scratch directory for Redis' files, removed on drop.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new(port: u16) -> TempDir {
-        let p = std::env::temp_dir().join(format!("oidcgate-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    fn path(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A `redis-server` on a fixed port, killed on drop.
-struct Redis {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Redis {
-    fn start(port: u16, dir: &std::path::Path, append_only: bool) -> Redis {
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                if append_only { "yes" } else { "no" },
-                "--appendfsync",
-                "always",
-                "--dir",
-                dir.to_str().unwrap(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (scripts/test installs it)");
-        let redis = Redis { child, port };
-        for _ in 0..100 {
-            if redis.cli(&["PING"]).trim() == "PONG" {
-                return redis;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("redis-server did not start on port {port}");
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        let out = std::process::Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn stop(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn echo_upstream() -> String {
     async fn echo(headers: axum::http::HeaderMap) -> String {

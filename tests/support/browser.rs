@@ -151,8 +151,30 @@ fn location(r: &reqwest::Response) -> String {
     r.headers()[LOCATION].to_str().unwrap().to_owned()
 }
 
-/// Runs a whole sign-in starting at `{app}/login?rd=…`; returns the app's final redirect.
+/// Runs a whole sign-in as alice starting at `{app}/login?rd=…`; returns the app's final
+/// redirect.
 pub async fn app_sign_in(http: &reqwest::Client, jar: &mut Jar, app: &str, rd: &str) -> String {
+    let done = app_callback(http, jar, app, rd, "alice", "wonderland").await;
+    assert_eq!(
+        done.status(),
+        StatusCode::FOUND,
+        "{}",
+        done.text().await.unwrap_or_default()
+    );
+    jar.absorb(done.headers());
+    location(&done)
+}
+
+/// Runs a sign-in as `user` up to the app's callback and returns the callback's answer (not yet
+/// absorbed into the jar).
+pub async fn app_callback(
+    http: &reqwest::Client,
+    jar: &mut Jar,
+    app: &str,
+    rd: &str,
+    user: &str,
+    password: &str,
+) -> reqwest::Response {
     let start = http
         .get(format!("{app}/login?rd={}", urlencode(rd)))
         .header("cookie", jar.header())
@@ -172,7 +194,7 @@ pub async fn app_sign_in(http: &reqwest::Client, jar: &mut Jar, app: &str, rd: &
             .unwrap();
         location(&r)
     } else {
-        let (status, params, body) = login(http, jar, &authorize, "alice", "wonderland").await;
+        let (status, params, body) = login(http, jar, &authorize, user, password).await;
         assert_eq!(status, 303, "{body}");
         let mut url = url::Url::parse(&format!("{app}/auth/callback")).unwrap();
         url.query_pairs_mut().extend_pairs(params.iter());
@@ -184,15 +206,8 @@ pub async fn app_sign_in(http: &reqwest::Client, jar: &mut Jar, app: &str, rd: &
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        done.status(),
-        StatusCode::FOUND,
-        "{}",
-        done.text().await.unwrap_or_default()
-    );
-    jar.absorb(done.headers());
     jar.0.insert("last_callback".into(), callback);
-    location(&done)
+    done
 }
 
 fn urlencode(s: &str) -> String {

@@ -8,6 +8,7 @@ pub mod browser;
 pub mod gateway;
 pub mod oidc_provider;
 pub mod peers;
+pub mod redis;
 pub mod token_cli;
 
 use std::net::SocketAddr;

@@ -663,15 +663,47 @@ impl Shared {
                     .seal(Purpose::Ticket, name, &ticket)
                     .map_err(|e| e.to_string())?
             }
-            None => {
-                let json = serde_json::to_vec(data).map_err(|e| e.to_string())?;
-                self.config
-                    .keys
-                    .seal(Purpose::Session, name, &json)
-                    .map_err(|e| e.to_string())?
-            }
+            None => self.seal_cookie_session(data)?,
         };
         self.write_cookie(response, &sealed, data.expires_at)
+    }
+
+    /// Seals a session for the cookie store within the chunk budget (3 × 3,800 bytes). Over
+    /// it, the ID token is dropped first (it only serves as `id_token_hint` at logout, where
+    /// `client_id` goes along anyway); still over it, a clear error that recommends Redis.
+    fn seal_cookie_session(&self, data: &SessionData) -> Result<String, String> {
+        let name = self.config.session_cookie();
+        let seal = |d: &SessionData| {
+            let json = serde_json::to_vec(d).map_err(|e| e.to_string())?;
+            self.config
+                .keys
+                .seal(Purpose::Session, name, &json)
+                .map_err(|e| e.to_string())
+        };
+        let limit = self.chunks.budget * self.chunks.max_chunks;
+        let mut sealed = seal(data)?;
+        if sealed.len() > limit && data.id_token.is_some() {
+            let slim = SessionData {
+                id_token: None,
+                ..data.clone()
+            };
+            let smaller = seal(&slim)?;
+            tracing::info!(
+                full = sealed.len(),
+                without_id_token = smaller.len(),
+                "session over the cookie budget: the ID token is not kept (logout goes without id_token_hint)"
+            );
+            sealed = smaller;
+        }
+        if sealed.len() > limit {
+            return Err(format!(
+                "the session is {} bytes sealed, more than the cookie store holds ({} cookies of {} bytes), even without the ID token; use the Redis session store (SESSION_STORE=redis, or LoginConfig::redis), whose cookie is a small ticket",
+                sealed.len(),
+                self.chunks.max_chunks,
+                self.chunks.budget
+            ));
+        }
+        Ok(sealed)
     }
 
     /// Sets the (chunked) session cookie to `sealed` and expires chunks left over from a
@@ -707,15 +739,7 @@ impl Shared {
         match update {
             CookieUpdate::None => {}
             CookieUpdate::Rewrite(data) => {
-                let name = self.config.session_cookie();
-                let sealed = serde_json::to_vec(&*data)
-                    .map_err(|e| e.to_string())
-                    .and_then(|json| {
-                        self.config
-                            .keys
-                            .seal(Purpose::Session, name, &json)
-                            .map_err(|e| e.to_string())
-                    });
+                let sealed = self.seal_cookie_session(&data);
                 if let Err(e) =
                     sealed.and_then(|v| self.write_cookie(response, &v, data.expires_at))
                 {
