@@ -9,29 +9,15 @@ use axum::http::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::browser::{Jar, app_sign_in};
-use support::gateway::{client, echo_upstream, free_addr, service_token};
+use support::gateway::{SECRET, client, echo_upstream, service_token, start_gateway};
 use support::{Running, start_server};
 
 const BIN: &str = env!("CARGO_BIN_EXE_oidcgate");
-const SECRET: &str = "a-gateway-session-secret-of-32-bytes-or-more";
 
 async fn gateway(issuer: &str, upstream: &str, extra: &[(&str, &str)]) -> Running {
-    let addr = free_addr();
-    let listen = addr.to_string();
-    let redirect = format!("http://{addr}/auth/callback");
-    let mut envs = vec![
-        ("OIDC_ISSUER", issuer),
-        ("OIDC_CLIENT_ID", "demo"),
-        ("OIDC_CLIENT_SECRET", "demo-secret"),
-        ("OIDC_REDIRECT_URI", redirect.as_str()),
-        ("OIDC_AUDIENCE", "demo-api"),
-        ("SESSION_SECRET", SECRET),
-        ("COOKIE_SECURE", "false"),
-        ("UPSTREAM_URL", upstream),
-        ("LISTEN_ADDR", listen.as_str()),
-    ];
-    envs.extend_from_slice(extra);
-    start_server(std::path::Path::new(BIN), &["serve"], &envs).await
+    let mut settings = vec![("OIDC_AUDIENCE", "demo-api")];
+    settings.extend_from_slice(extra);
+    start_gateway(issuer, upstream, &settings).await
 }
 
 #[tokio::test]

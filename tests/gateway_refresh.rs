@@ -10,10 +10,8 @@ mod support;
 use reqwest::StatusCode;
 use serde_json::Value;
 use support::browser::{Jar, app_sign_in};
-use support::gateway::{BIN, client, echo_upstream, free_addr};
+use support::gateway::{BIN, client, echo_upstream, free_addr, start_gateway};
 use support::{Running, start_server};
-
-const SECRET: &str = "a-gateway-session-secret-of-32-bytes-or-more";
 
 async fn idp(listen: &str) -> Running {
     start_server(
@@ -75,25 +73,7 @@ async fn cookie_sessions_refresh_once_and_end_cleanly() {
     let provider = idp(&idp_addr).await;
     let issuer = provider.base_url.clone();
     let (upstream, _task) = echo_upstream().await;
-    let addr = free_addr();
-    let listen = addr.to_string();
-    let redirect = format!("http://{addr}/auth/callback");
-    let gw = start_server(
-        std::path::Path::new(BIN),
-        &["serve"],
-        &[
-            ("OIDC_ISSUER", issuer.as_str()),
-            ("OIDC_CLIENT_ID", "demo"),
-            ("OIDC_CLIENT_SECRET", "demo-secret"),
-            ("OIDC_REDIRECT_URI", redirect.as_str()),
-            ("SESSION_SECRET", SECRET),
-            ("COOKIE_SECURE", "false"),
-            ("UPSTREAM_URL", upstream.as_str()),
-            ("LISTEN_ADDR", listen.as_str()),
-            ("PASS_ACCESS_TOKEN", "true"),
-        ],
-    )
-    .await;
+    let gw = start_gateway(&issuer, &upstream, &[("PASS_ACCESS_TOKEN", "true")]).await;
     let base = &gw.base_url;
     let http = client();
     let mut jar = Jar::default();

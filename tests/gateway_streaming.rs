@@ -14,12 +14,11 @@ use axum::http::HeaderMap;
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::gateway::{client, free_addr, service_token};
+use support::gateway::{client, service_token, start_gateway};
 use support::{Running, start_server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BIN: &str = env!("CARGO_BIN_EXE_oidcgate");
-const SECRET: &str = "a-gateway-session-secret-of-32-bytes-or-more";
 const CHUNK: usize = 64 * 1024;
 const CHUNKS: usize = 1600;
 /// 100 MiB.
@@ -58,21 +57,7 @@ async fn streaming_upstream() -> String {
 }
 
 async fn gateway(issuer: &str, upstream: &str) -> Running {
-    let addr = free_addr();
-    let listen = addr.to_string();
-    let redirect = format!("http://{addr}/auth/callback");
-    let envs = [
-        ("OIDC_ISSUER", issuer),
-        ("OIDC_CLIENT_ID", "demo"),
-        ("OIDC_CLIENT_SECRET", "demo-secret"),
-        ("OIDC_REDIRECT_URI", redirect.as_str()),
-        ("OIDC_AUDIENCE", "demo-api"),
-        ("SESSION_SECRET", SECRET),
-        ("COOKIE_SECURE", "false"),
-        ("UPSTREAM_URL", upstream),
-        ("LISTEN_ADDR", listen.as_str()),
-    ];
-    start_server(Path::new(BIN), &["serve"], &envs).await
+    start_gateway(issuer, upstream, &[("OIDC_AUDIENCE", "demo-api")]).await
 }
 
 /// A `/proc/<pid>/status` field in KiB (`VmHWM`: peak resident set; `VmRSS`: current).

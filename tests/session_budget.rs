@@ -9,11 +9,10 @@ mod support;
 use reqwest::StatusCode;
 use serde_json::Value;
 use support::browser::{Jar, app_callback};
-use support::gateway::{BIN, client, echo_upstream, free_addr};
+use support::gateway::{BIN, client, echo_upstream, free_addr, start_gateway};
 use support::redis::{Redis, TempDir};
 use support::{Running, start_server};
 
-const SECRET: &str = "a-gateway-session-secret-of-32-bytes-or-more";
 const BUDGET: usize = 3800;
 
 fn groups(n: usize) -> Vec<String> {
@@ -40,22 +39,13 @@ fn idp_config(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 async fn gateway(issuer: &str, upstream: &str, extra: &[(&str, &str)]) -> Running {
-    let addr = free_addr();
-    let listen = addr.to_string();
-    let redirect = format!("http://{addr}/auth/callback");
-    let mut envs = vec![
-        ("OIDC_ISSUER", issuer),
+    let mut settings = vec![
         ("OIDC_CLIENT_ID", "app"),
         ("OIDC_CLIENT_SECRET", "app-secret"),
-        ("OIDC_REDIRECT_URI", redirect.as_str()),
-        ("SESSION_SECRET", SECRET),
-        ("COOKIE_SECURE", "false"),
-        ("UPSTREAM_URL", upstream),
-        ("LISTEN_ADDR", listen.as_str()),
         ("PASS_ACCESS_TOKEN", "true"),
     ];
-    envs.extend_from_slice(extra);
-    start_server(std::path::Path::new(BIN), &["serve"], &envs).await
+    settings.extend_from_slice(extra);
+    start_gateway(issuer, upstream, &settings).await
 }
 
 /// Signs `user` in; returns the jar and the callback's status and body.

@@ -1,6 +1,6 @@
 //! Pieces shared by the tests that run `oidcgate serve` and `oidcgate idp` as processes: a free
-//! loopback address, the built-in IdP, an HTTP client that does not follow redirects, and a
-//! client-credentials token from the IdP's demo service client.
+//! loopback address, the built-in IdP, a gateway in front of an upstream, an HTTP client that
+//! does not follow redirects, and a client-credentials token from the IdP's demo service client.
 
 use std::net::SocketAddr;
 
@@ -27,6 +27,33 @@ pub async fn start_idp() -> Running {
         &[],
     )
     .await
+}
+
+/// The session secret of the test gateways.
+pub const SECRET: &str = "a-gateway-session-secret-of-32-bytes-or-more";
+
+/// `oidcgate serve` on a free port in front of `upstream`, as the IdP's `demo` client with the
+/// redirect URI on its own address and plain-http cookies; `extra` settings are added, and
+/// replace a default of the same name.
+pub async fn start_gateway(issuer: &str, upstream: &str, extra: &[(&str, &str)]) -> Running {
+    let addr = free_addr();
+    let listen = addr.to_string();
+    let redirect = format!("http://{addr}/auth/callback");
+    let mut envs = vec![
+        ("OIDC_ISSUER", issuer),
+        ("OIDC_CLIENT_ID", "demo"),
+        ("OIDC_CLIENT_SECRET", "demo-secret"),
+        ("OIDC_REDIRECT_URI", redirect.as_str()),
+        ("SESSION_SECRET", SECRET),
+        ("COOKIE_SECURE", "false"),
+        ("UPSTREAM_URL", upstream),
+        ("LISTEN_ADDR", listen.as_str()),
+    ];
+    for (name, value) in extra {
+        envs.retain(|(n, _)| n != name);
+        envs.push((name, value));
+    }
+    start_server(std::path::Path::new(BIN), &["serve"], &envs).await
 }
 
 /// A client that shows redirects instead of following them.
