@@ -261,28 +261,98 @@ async fn group_rules_and_upstream_down() {
 
 #[tokio::test]
 async fn bad_settings_exit_2_naming_the_setting() {
+    let login = |extra: &[(&'static str, &str)]| {
+        let mut envs: Vec<(&str, String)> = [
+            ("OIDC_ISSUER", "http://127.0.0.1:1"),
+            ("UPSTREAM_URL", "http://127.0.0.1:2"),
+            ("OIDC_CLIENT_ID", "x"),
+            ("OIDC_REDIRECT_URI", "http://127.0.0.1:3/cb"),
+            ("SESSION_SECRET", SECRET),
+        ]
+        .map(|(k, v)| (k, v.to_owned()))
+        .to_vec();
+        for (k, v) in extra {
+            envs.retain(|(name, _)| name != k);
+            envs.push((k, (*v).to_owned()));
+        }
+        envs
+    };
+    let dir = std::env::temp_dir().join(format!("oidcgate-key-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("client.pem");
+    let signing =
+        oidcgate_core::jose::sign::SigningKey::generate(oidcgate_core::jose::Algorithm::ES256)
+            .unwrap();
+    std::fs::write(&key, support::pkcs8_pem(&signing)).unwrap();
+    let key = key.to_string_lossy().into_owned();
+    let junk = dir.join("junk.pem");
+    std::fs::write(
+        &junk,
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let junk = junk.to_string_lossy().into_owned();
+    let plain = |envs: &[(&'static str, &'static str)]| {
+        envs.iter()
+            .map(|(k, v)| (*k, (*v).to_owned()))
+            .collect::<Vec<_>>()
+    };
     for (envs, setting) in [
-        (vec![], "OIDC_ISSUER"),
-        (vec![("OIDC_ISSUER", "http://127.0.0.1:1")], "UPSTREAM_URL"),
+        (plain(&[]), "OIDC_ISSUER"),
         (
-            vec![
-                ("OIDC_ISSUER", "http://127.0.0.1:1"),
-                ("UPSTREAM_URL", "http://127.0.0.1:2"),
-                ("OIDC_CLIENT_ID", "x"),
-                ("OIDC_REDIRECT_URI", "http://127.0.0.1:3/cb"),
-                ("SESSION_SECRET", "short"),
-            ],
-            "SESSION_SECRET",
+            plain(&[("OIDC_ISSUER", "http://127.0.0.1:1")]),
+            "UPSTREAM_URL",
+        ),
+        (login(&[("SESSION_SECRET", "short")]), "SESSION_SECRET"),
+        (
+            login(&[("OIDC_REDIRECT_URI", "http://app.example.com/cb")]),
+            "COOKIE_SECURE",
         ),
         (
-            vec![
-                ("OIDC_ISSUER", "http://127.0.0.1:1"),
-                ("UPSTREAM_URL", "http://127.0.0.1:2"),
-                ("OIDC_CLIENT_ID", "x"),
-                ("OIDC_REDIRECT_URI", "http://app.example.com/cb"),
-                ("SESSION_SECRET", SECRET),
-            ],
-            "COOKIE_SECURE",
+            login(&[
+                ("OIDC_CLIENT_AUTH_METHOD", "private_key_jwt"),
+                ("OIDC_CLIENT_KEY_FILE", key.as_str()),
+                ("OIDC_CLIENT_SECRET", "s"),
+            ]),
+            "OIDC_CLIENT_SECRET",
+        ),
+        (
+            login(&[("OIDC_CLIENT_AUTH_METHOD", "client_secret_jwt")]),
+            "OIDC_CLIENT_AUTH_METHOD",
+        ),
+        (
+            login(&[("OIDC_CLIENT_AUTH_METHOD", "client_secret_post")]),
+            "OIDC_CLIENT_SECRET",
+        ),
+        (
+            login(&[("OIDC_CLIENT_AUTH_METHOD", "private_key_jwt")]),
+            "OIDC_CLIENT_KEY_FILE",
+        ),
+        (
+            login(&[("OIDC_CLIENT_KEY_FILE", "/nonexistent/key.pem")]),
+            "OIDC_CLIENT_KEY_FILE",
+        ),
+        (
+            login(&[("OIDC_CLIENT_KEY_FILE", junk.as_str())]),
+            "OIDC_CLIENT_KEY_FILE",
+        ),
+        (
+            login(&[("OIDC_CLIENT_KEY_FILE", "/dev/zero")]),
+            "OIDC_CLIENT_KEY_FILE",
+        ),
+        (
+            login(&[
+                ("OIDC_CLIENT_KEY_FILE", key.as_str()),
+                ("OIDC_CLIENT_KEY_ALG", "HS256"),
+            ]),
+            "OIDC_CLIENT_KEY_ALG",
+        ),
+        (
+            login(&[
+                ("OIDC_CLIENT_KEY_FILE", key.as_str()),
+                ("OIDC_CLIENT_SECRET", "s"),
+            ]),
+            "OIDC_CLIENT_AUTH_METHOD",
         ),
     ] {
         let out = tokio::process::Command::new(BIN)

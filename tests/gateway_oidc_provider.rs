@@ -3,13 +3,15 @@
 //! identity headers the app receives (groups from the `groups` scope), forward auth, a JWT
 //! access token for the API resource accepted as a bearer token while the provider's opaque
 //! tokens are refused, and logout sending the browser to the provider's end-session endpoint.
+//! A second gateway signs in as a `private_key_jwt` client and refreshes its sessions' tokens
+//! against the provider's rotation and reuse detection.
 
 mod support;
 
 use reqwest::StatusCode;
 use serde_json::Value;
 use support::browser::Jar;
-use support::gateway::{BIN, client, echo_upstream, free_addr};
+use support::gateway::{BIN, client, echo_upstream, free_addr, start_gateway};
 use support::oidc_provider::{API_RESOURCE, provider_login, start_oidc_provider};
 use support::start_server;
 
@@ -34,6 +36,41 @@ async fn provider_token(issuer: &str, resource: Option<&str>) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("no access token: {r}"))
         .to_owned()
+}
+
+/// Signs alice in through the gateway at `base` (`/login?rd=<rd_encoded>` → the provider's
+/// form → the callback); returns the gateway's cookies, the authorization URL, the callback
+/// URL and where the callback redirected.
+async fn sign_in(base: &str, rd_encoded: &str) -> (Jar, String, String, String) {
+    let http = client();
+    let mut jar = Jar::default();
+    let start = http
+        .get(format!("{base}/login?rd={rd_encoded}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), StatusCode::FOUND);
+    jar.absorb(start.headers());
+    let authorize = start.headers()["location"].to_str().unwrap().to_owned();
+    let mut provider_jar = Jar::default();
+    let callback =
+        provider_login(&http, &mut provider_jar, &authorize, "alice", "wonderland").await;
+    let done = http
+        .get(&callback)
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        done.status(),
+        StatusCode::FOUND,
+        "{}",
+        done.text().await.unwrap_or_default()
+    );
+    jar.absorb(done.headers());
+    assert!(jar.0.contains_key("oidcgate_session"));
+    let landed = done.headers()["location"].to_str().unwrap().to_owned();
+    (jar, authorize, callback, landed)
 }
 
 #[tokio::test]
@@ -70,43 +107,18 @@ async fn gateway_with_oidc_provider_as_the_idp() {
     let http = client();
 
     // Sign in: the gateway's /login → the provider's form → the gateway's callback → /app.
-    let mut jar = Jar::default();
-    let start = http
-        .get(format!("{base}/login?rd=%2Fapp%3Fx%3D1%26y%3D2"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(start.status(), StatusCode::FOUND);
-    jar.absorb(start.headers());
-    let authorize = start.headers()["location"].to_str().unwrap().to_owned();
+    let (jar, authorize, callback, landed) = sign_in(&base, "%2Fapp%3Fx%3D1%26y%3D2").await;
     assert!(authorize.starts_with(&format!("{issuer}/")), "{authorize}");
     assert!(
         authorize.contains("code_challenge_method=S256"),
         "{authorize}"
     );
-    let mut provider_jar = Jar::default();
-    let callback =
-        provider_login(&http, &mut provider_jar, &authorize, "alice", "wonderland").await;
     assert!(callback.starts_with(&redirect), "{callback}");
     assert!(
         callback.contains("iss="),
         "RFC 9207 iss from the provider: {callback}"
     );
-    let done = http
-        .get(&callback)
-        .header("cookie", jar.header())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        done.status(),
-        StatusCode::FOUND,
-        "{}",
-        done.text().await.unwrap_or_default()
-    );
-    assert_eq!(done.headers()["location"], "/app?x=1&y=2");
-    jar.absorb(done.headers());
-    assert!(jar.0.contains_key("oidcgate_session"));
+    assert_eq!(landed, "/app?x=1&y=2");
 
     // The app sees the identity; forged identity headers never reach it.
     let seen: Value = http
@@ -174,4 +186,91 @@ async fn gateway_with_oidc_provider_as_the_idp() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// The access token the echo upstream saw for one request, or the status when refused.
+async fn upstream_token(base: &str, jar: &Jar) -> Result<String, StatusCode> {
+    let r = client()
+        .get(format!("{base}/app"))
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    if r.status() != StatusCode::OK {
+        return Err(r.status());
+    }
+    let seen: Value = r.json().await.unwrap();
+    Ok(seen["headers"]["x-forwarded-access-token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
+}
+
+#[tokio::test]
+async fn private_key_jwt_client_signs_in_and_refreshes_with_rotation() {
+    // The gateway authenticates as `demo-jwt` with an ES256 key from a PEM file; the provider
+    // knows only its public half, rotates refresh tokens and revokes the grant on reuse, and
+    // issues 30-second access tokens, so every request below refreshes.
+    let key =
+        oidcgate_core::jose::sign::SigningKey::generate(oidcgate_core::jose::Algorithm::ES256)
+            .unwrap();
+    let dir = std::env::temp_dir().join(format!("oidcgate-pkjwt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = dir.join("client.pem");
+    std::fs::write(&key_file, support::pkcs8_pem(&key)).unwrap();
+    let jwks = serde_json::json!({"keys": [key.public_jwk().unwrap()]}).to_string();
+    let addr = free_addr();
+    let base = format!("http://{addr}");
+    let redirect = format!("{base}/auth/callback");
+    let peer = start_oidc_provider(&[
+        ("EXTRA_REDIRECT_URIS", redirect.as_str()),
+        ("JWT_CLIENT_JWKS", jwks.as_str()),
+        ("ACCESS_TOKEN_TTL", "30"),
+    ])
+    .await;
+    let issuer = peer.base_url.clone();
+    let (upstream, _task) = echo_upstream().await;
+    let listen = addr.to_string();
+    let key_path = key_file.to_string_lossy().into_owned();
+    let _gw = start_gateway(
+        &issuer,
+        &upstream,
+        &[
+            ("OIDC_CLIENT_ID", "demo-jwt"),
+            ("OIDC_CLIENT_SECRET", ""),
+            ("OIDC_CLIENT_KEY_FILE", key_path.as_str()),
+            ("OIDC_REDIRECT_URI", redirect.as_str()),
+            ("LISTEN_ADDR", listen.as_str()),
+            ("PASS_ACCESS_TOKEN", "true"),
+        ],
+    )
+    .await;
+    let http = client();
+    let (mut jar, ..) = sign_in(&base, "%2Fapp").await;
+
+    let mut seen = std::collections::HashSet::new();
+    for round in 0..3 {
+        // Concurrent requests share one refresh; each round's cookie is the newest.
+        let answers =
+            futures_util::future::join_all((0..5).map(|_| upstream_token(&base, &jar))).await;
+        let tokens: std::collections::HashSet<String> = answers
+            .into_iter()
+            .map(|t| t.unwrap_or_else(|s| panic!("round {round}: HTTP {s}")))
+            .collect();
+        assert_eq!(tokens.len(), 1, "round {round}: {tokens:?}");
+        let token = tokens.into_iter().next().unwrap_or_default();
+        assert!(
+            !token.is_empty() && seen.insert(token),
+            "round {round} refreshed"
+        );
+        // Take the resealed cookie of one more request (the refresh result is cached).
+        let r = http
+            .get(format!("{base}/app"))
+            .header("cookie", jar.header())
+            .send()
+            .await
+            .unwrap();
+        jar.absorb(r.headers());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,15 +5,19 @@
 //! userinfo with the opaque access token, refresh with rotation, introspection and revocation,
 //! an RFC 9068 JWT access token for the API when the authorization request names the resource
 //! indicator, and RP-initiated logout from the discovered `end_session_endpoint` — after which
-//! a `prompt=none` request comes back as a `login_required` error callback.
+//! a `prompt=none` request comes back as a `login_required` error callback. A `private_key_jwt`
+//! client (ES256 and RS256 keys) authenticates every grant and the introspection and revocation
+//! endpoints; an unregistered key is `invalid_client`.
 
 mod support;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use oidcgate_core::client::{CallbackParams, ClientConfig, ClientError, OidcClient};
+use oidcgate_core::client::{CallbackParams, ClientAuth, ClientConfig, ClientError, OidcClient};
 use oidcgate_core::http::ReqwestClient;
+use oidcgate_core::jose::Algorithm;
+use oidcgate_core::jose::sign::SigningKey;
 use oidcgate_core::validate::{AccessTokenValidator, IssuerPolicy, ValidationError};
 use reqwest::header::{COOKIE, LOCATION};
 use support::browser::{Jar, field};
@@ -322,4 +326,71 @@ async fn resource_indicator_yields_a_jwt_access_token_for_the_api() {
         .build()
         .unwrap();
     assert!(other.validate(&refreshed.access_token).await.is_err());
+}
+
+/// A `demo-jwt` client of the peer authenticating with `key` (`private_key_jwt`).
+async fn jwt_client(issuer: &str, key: SigningKey) -> OidcClient {
+    let config = ClientConfig {
+        auth: ClientAuth::PrivateKeyJwt(Arc::new(key)),
+        ..ClientConfig::public(issuer, "demo-jwt")
+    };
+    OidcClient::discover(config, http()).await.unwrap()
+}
+
+#[tokio::test]
+async fn private_key_jwt_authenticates_code_refresh_introspection_revocation_and_service_grants() {
+    // The peer registers the public halves of an ES256 and an RS256 key for `demo-jwt`.
+    let es = SigningKey::generate(Algorithm::ES256).unwrap();
+    let rs = SigningKey::generate(Algorithm::RS256).unwrap();
+    let jwks = serde_json::json!({"keys": [es.public_jwk().unwrap(), rs.public_jwk().unwrap()]});
+    let peer = start_oidc_provider(&[("JWT_CLIENT_JWKS", &jwks.to_string())]).await;
+    let issuer = peer.base_url.clone();
+    // Loaded the way the gateway loads OIDC_CLIENT_KEY_FILE: PEM, algorithm from the key.
+    let loaded =
+        SigningKey::from_pkcs8_pem(support::pkcs8_pem(&es).as_bytes(), None, None).unwrap();
+    let client = jwt_client(&issuer, loaded).await;
+
+    let (url, pending) = client
+        .authorization_request(REDIRECT, "openid profile email offline_access")
+        .param("prompt", "consent")
+        .build()
+        .unwrap();
+    let browser = no_redirect_client();
+    let mut jar = Jar::default();
+    let callback = provider_login(&browser, &mut jar, url.as_str(), "alice", "wonderland").await;
+    let login = client
+        .handle_callback(&pending, &callback_params(&callback))
+        .await
+        .unwrap();
+    assert_eq!(login.id_token.audiences(), ["demo-jwt"]);
+    let refresh = login.tokens.refresh_token.clone().expect("a refresh token");
+    let refreshed = client
+        .refresh(&refresh, Some("alice"), Some(&pending.nonce))
+        .await
+        .unwrap();
+    // Introspection and revocation get assertions whose `aud` is their own endpoint.
+    let active = client
+        .introspect(&refreshed.access_token, None)
+        .await
+        .unwrap();
+    assert_eq!(active["active"], true, "{active:?}");
+    assert_eq!(active["client_id"], "demo-jwt", "{active:?}");
+    client
+        .revoke(&refreshed.access_token, Some("access_token"))
+        .await
+        .unwrap();
+    let inactive = client
+        .introspect(&refreshed.access_token, None)
+        .await
+        .unwrap();
+    assert_eq!(inactive["active"], false, "{inactive:?}");
+    let service = client.client_credentials(None, &[]).await.unwrap();
+    assert!(!service.access_token.is_empty());
+
+    // The RSA key works as well; a key the provider does not know is refused.
+    let rsa_client = jwt_client(&issuer, rs).await;
+    assert!(rsa_client.client_credentials(None, &[]).await.is_ok());
+    let stranger = jwt_client(&issuer, SigningKey::generate(Algorithm::ES256).unwrap()).await;
+    let err = stranger.client_credentials(None, &[]).await.unwrap_err();
+    assert_eq!(err.oauth_error(), Some("invalid_client"), "{err:?}");
 }

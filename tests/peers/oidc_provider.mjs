@@ -127,6 +127,18 @@ const CLIENTS = [
     response_types: [],
     redirect_uris: [],
   },
+  // `private_key_jwt` (OIDC Core §9): the public keys come from JWT_CLIENT_JWKS (a JWKS JSON).
+  ...(process.env.JWT_CLIENT_JWKS
+    ? [{
+      client_id: 'demo-jwt',
+      token_endpoint_auth_method: 'private_key_jwt',
+      jwks: JSON.parse(process.env.JWT_CLIENT_JWKS),
+      grant_types: [...INTERACTIVE_GRANTS, 'client_credentials'],
+      response_types: ['code'],
+      redirect_uris: GATEWAY_REDIRECTS,
+      post_logout_redirect_uris: POST_LOGOUT_REDIRECTS,
+    }]
+    : []),
 ];
 
 /** Fresh signing keys: RSA (RS256 and PS256; its JWK has no `alg`) first, then P-256 (ES256). */

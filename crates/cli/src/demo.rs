@@ -134,7 +134,9 @@ pub async fn run(args: Args) -> Outcome {
     let config = GatewayConfig {
         issuer: issuer.clone(),
         client_id: Some("demo".into()),
-        client_secret: Some("demo-secret".into()),
+        client_auth: oidcgate_core::client::ClientAuth::SecretBasic(
+            oidcgate_core::client::ClientSecret::new("demo-secret"),
+        ),
         redirect_uri: url::Url::parse(&format!("{gateway_url}/auth/callback")).ok(),
         scopes: "openid email profile".into(),
         audience: Some("demo-api".into()),

@@ -1,7 +1,12 @@
 //! Gateway settings (DESIGN §3): every setting is a flag and an environment variable, checked at
 //! start; a bad or missing one is a [`ConfigError`] naming it.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use oidcgate_core::client::{ClientAuth, ClientSecret};
+use oidcgate_core::jose::Algorithm;
+use oidcgate_core::jose::sign::SigningKey;
 
 use thiserror::Error;
 use url::Url;
@@ -33,6 +38,19 @@ pub struct ServeArgs {
     /// Client secret (absent: a public client, PKCE only).
     #[arg(long, env = "OIDC_CLIENT_SECRET", hide_env_values = true)]
     pub oidc_client_secret: Option<String>,
+    /// client_secret_basic (default with a secret), client_secret_post, private_key_jwt, or
+    /// none (default without a secret).
+    #[arg(long, env = "OIDC_CLIENT_AUTH_METHOD")]
+    pub oidc_client_auth_method: Option<String>,
+    /// PEM PKCS#8 private key for private_key_jwt.
+    #[arg(long, env = "OIDC_CLIENT_KEY_FILE")]
+    pub oidc_client_key_file: Option<String>,
+    /// Signing algorithm of the private key (default: from the key type).
+    #[arg(long, env = "OIDC_CLIENT_KEY_ALG")]
+    pub oidc_client_key_alg: Option<String>,
+    /// `kid` of the private key as registered (default: its RFC 7638 thumbprint).
+    #[arg(long, env = "OIDC_CLIENT_KEY_ID")]
+    pub oidc_client_key_id: Option<String>,
     /// Callback URL registered at the IdP; the callback route is its path.
     #[arg(long, env = "OIDC_REDIRECT_URI")]
     pub oidc_redirect_uri: Option<String>,
@@ -131,7 +149,8 @@ pub struct ServeArgs {
 pub struct GatewayConfig {
     pub issuer: String,
     pub client_id: Option<String>,
-    pub client_secret: Option<String>,
+    /// How the client authenticates at the token endpoint (secrets redacted in `Debug`).
+    pub client_auth: ClientAuth,
     pub redirect_uri: Option<Url>,
     pub scopes: String,
     pub audience: Option<String>,
@@ -183,6 +202,104 @@ fn duration(setting: &'static str, v: &str) -> Result<Duration, ConfigError> {
 }
 
 impl ServeArgs {
+    /// `OIDC_CLIENT_AUTH_METHOD` with its secret or key.
+    fn client_auth(&self) -> Result<ClientAuth, ConfigError> {
+        let secret = self.oidc_client_secret.clone().filter(|s| !s.is_empty());
+        if self.oidc_client_auth_method.is_none()
+            && secret.is_some()
+            && self.oidc_client_key_file.is_some()
+        {
+            return Err(err(
+                "OIDC_CLIENT_AUTH_METHOD",
+                "OIDC_CLIENT_SECRET and OIDC_CLIENT_KEY_FILE are both set; say which to use",
+            ));
+        }
+        let method = self
+            .oidc_client_auth_method
+            .as_deref()
+            .unwrap_or(match secret {
+                Some(_) => "client_secret_basic",
+                None if self.oidc_client_key_file.is_some() => "private_key_jwt",
+                None => "none",
+            });
+        let needs_secret = || {
+            secret.clone().map(ClientSecret::new).ok_or_else(|| {
+                err(
+                    "OIDC_CLIENT_SECRET",
+                    format!("required with OIDC_CLIENT_AUTH_METHOD={method}"),
+                )
+            })
+        };
+        let unused_key = || {
+            if self.oidc_client_key_file.is_some() {
+                Err(err(
+                    "OIDC_CLIENT_KEY_FILE",
+                    format!("is for private_key_jwt, not {method}"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        match method {
+            "client_secret_basic" => {
+                unused_key()?;
+                Ok(ClientAuth::SecretBasic(needs_secret()?))
+            }
+            "client_secret_post" => {
+                unused_key()?;
+                Ok(ClientAuth::SecretPost(needs_secret()?))
+            }
+            "none" => {
+                unused_key()?;
+                if secret.is_some() {
+                    return Err(err(
+                        "OIDC_CLIENT_SECRET",
+                        "set, but OIDC_CLIENT_AUTH_METHOD=none never sends it",
+                    ));
+                }
+                Ok(ClientAuth::None)
+            }
+            "private_key_jwt" => {
+                if secret.is_some() {
+                    return Err(err(
+                        "OIDC_CLIENT_SECRET",
+                        "set, but private_key_jwt authenticates with OIDC_CLIENT_KEY_FILE",
+                    ));
+                }
+                let path = self
+                    .oidc_client_key_file
+                    .as_deref()
+                    .ok_or_else(|| err("OIDC_CLIENT_KEY_FILE", "required with private_key_jwt"))?;
+                let pem = read_small_file(path, 64 * 1024)
+                    .map_err(|e| err("OIDC_CLIENT_KEY_FILE", format!("{path}: {e}")))?;
+                let alg = match self.oidc_client_key_alg.as_deref() {
+                    None | Some("") => None,
+                    Some(name) => match name.parse::<Algorithm>() {
+                        Ok(alg) if !alg.is_hmac() => Some(alg),
+                        _ => {
+                            return Err(err(
+                                "OIDC_CLIENT_KEY_ALG",
+                                format!(
+                                    "{name:?} is not an asymmetric JWS algorithm (RS256, PS256, ES256, EdDSA, …)"
+                                ),
+                            ));
+                        }
+                    },
+                };
+                let kid = self.oidc_client_key_id.clone().filter(|k| !k.is_empty());
+                let key = SigningKey::from_pkcs8_pem(&pem, alg, kid)
+                    .map_err(|e| err("OIDC_CLIENT_KEY_FILE", format!("{path}: {e}")))?;
+                Ok(ClientAuth::PrivateKeyJwt(Arc::new(key)))
+            }
+            other => Err(err(
+                "OIDC_CLIENT_AUTH_METHOD",
+                format!(
+                    "{other:?} is not client_secret_basic, client_secret_post, private_key_jwt or none"
+                ),
+            )),
+        }
+    }
+
     /// Checks every setting.
     pub fn check(&self) -> Result<GatewayConfig, ConfigError> {
         let issuer = self
@@ -276,7 +393,7 @@ impl ServeArgs {
         Ok(GatewayConfig {
             issuer,
             client_id: self.oidc_client_id.clone(),
-            client_secret: self.oidc_client_secret.clone().filter(|s| !s.is_empty()),
+            client_auth: self.client_auth()?,
             redirect_uri,
             scopes: self.oidc_scopes.clone(),
             audience: self.oidc_audience.clone().filter(|s| !s.is_empty()),
@@ -331,4 +448,18 @@ impl ServeArgs {
             },
         })
     }
+}
+
+/// Reads a file of at most `max` bytes (key files are small; a device or a huge file is refused).
+fn read_small_file(path: &str, max: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > max {
+        return Err(format!("larger than {max} bytes"));
+    }
+    Ok(bytes)
 }

@@ -26,7 +26,7 @@ use axum::routing::get;
 use oidcgate_axum::bearer::BearerError;
 use oidcgate_axum::login::redis::RedisSessions;
 use oidcgate_axum::login::{LoginConfig, OidcLoginLayer, SessionUser};
-use oidcgate_core::client::{ClientAuth, ClientConfig, ClientSecret, OidcClient};
+use oidcgate_core::client::{ClientConfig, OidcClient};
 use oidcgate_core::http::{HttpClient, ReqwestClient, UrlPolicy};
 use oidcgate_core::provider::KeyCacheConfig;
 use oidcgate_core::session::SessionKeys;
@@ -136,12 +136,8 @@ pub async fn build(config: GatewayConfig) -> Result<Router, StartError> {
         &config.redirect_uri,
         &config.session_secret,
     ) {
-        let auth = match &config.client_secret {
-            Some(s) => ClientAuth::SecretBasic(ClientSecret::new(s.clone())),
-            None => ClientAuth::None,
-        };
         let client_config = ClientConfig {
-            auth,
+            auth: config.client_auth.clone(),
             url_policy,
             key_cache,
             ..ClientConfig::public(&config.issuer, client_id)

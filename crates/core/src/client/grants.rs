@@ -94,6 +94,8 @@ impl OidcClient {
         url: Url,
         params: &[(&str, &str)],
     ) -> Result<(u16, Vec<u8>), ClientError> {
+        #[cfg(feature = "signing")]
+        let assertion: String;
         let mut pairs: Vec<(&str, &str)> = params.to_vec();
         let mut headers = vec![
             (
@@ -117,6 +119,16 @@ impl OidcClient {
                 let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
                 headers.push(("authorization".to_owned(), format!("Basic {encoded}")));
             }
+            #[cfg(feature = "signing")]
+            ClientAuth::PrivateKeyJwt(key) => {
+                assertion = self.client_assertion(key, url.as_str())?;
+                pairs.push(("client_id", &self.config.client_id));
+                pairs.push((
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ));
+                pairs.push(("client_assertion", &assertion));
+            }
         }
         let request = HttpRequest {
             method: Method::Post,
@@ -139,6 +151,30 @@ impl OidcClient {
             error: text("error").unwrap_or_else(|| format!("HTTP {}", response.status)),
             description: text("error_description").unwrap_or_default(),
         })
+    }
+
+    /// A `private_key_jwt` client assertion for one request to `endpoint`.
+    #[cfg(feature = "signing")]
+    fn client_assertion(
+        &self,
+        key: &crate::jose::sign::SigningKey,
+        endpoint: &str,
+    ) -> Result<String, ClientError> {
+        let now = self
+            .clock
+            .now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let claims = serde_json::json!({
+            "iss": self.config.client_id,
+            "sub": self.config.client_id,
+            "aud": endpoint,
+            "jti": super::authorize::random_value(),
+            "iat": now,
+            "exp": now + 60,
+        });
+        key.sign_jwt(None, &claims)
+            .map_err(|e| ClientError::Signing(e.to_string()))
     }
 
     async fn token_request(&self, params: &[(&str, &str)]) -> Result<TokenResponse, ClientError> {

@@ -51,6 +51,14 @@ pub enum ClientAuth {
     SecretBasic(ClientSecret),
     /// `client_secret_post`: id and secret in the form body.
     SecretPost(ClientSecret),
+    /// `private_key_jwt` (OIDC Core §9, RFC 7523 §2.2): each request carries a fresh JWT
+    /// (`iss` = `sub` = client id, unique `jti`, 60 s lifetime) signed with the client's private
+    /// key, whose public half is registered at the provider. Its `aud` is the URL of the
+    /// endpoint it is sent to, a single string, so an assertion can never be replayed at another
+    /// endpoint or provider (the "audience injection" attack on `private_key_jwt` relies on an
+    /// `aud` taken from metadata that a malicious provider controls).
+    #[cfg(feature = "signing")]
+    PrivateKeyJwt(std::sync::Arc<crate::jose::sign::SigningKey>),
 }
 
 /// Everything that can go wrong talking to the provider.
@@ -89,6 +97,8 @@ pub enum ClientError {
     DeviceExpired,
     #[error("the user denied the request")]
     AccessDenied,
+    #[error("could not sign the client assertion: {0}")]
+    Signing(String),
 }
 
 impl ClientError {

@@ -124,6 +124,41 @@ impl SigningKey {
         Ok(key)
     }
 
+    /// Loads a PEM `PRIVATE KEY` (PKCS#8, what `openssl genpkey` writes). Without `alg`, the
+    /// key's type decides: RSA → RS256, P-256 → ES256, P-384 → ES384, P-521 → ES512,
+    /// Ed25519 → EdDSA. Without `kid`, the RFC 7638 thumbprint.
+    pub fn from_pkcs8_pem(
+        pem: &[u8],
+        alg: Option<Algorithm>,
+        kid: Option<String>,
+    ) -> Result<Self, JoseError> {
+        use rustls_pki_types::PrivatePkcs8KeyDer;
+        use rustls_pki_types::pem::PemObject as _;
+        let der = PrivatePkcs8KeyDer::from_pem_slice(pem).map_err(|e| {
+            JoseError::InvalidJwk(format!(
+                "not a PEM PRIVATE KEY (PKCS#8; convert with `openssl pkcs8 -topk8 -nocrypt`): {e}"
+            ))
+        })?;
+        let der = der.secret_pkcs8_der();
+        match alg {
+            Some(alg) => Self::from_pkcs8(alg, der, kid),
+            None => [
+                Algorithm::RS256,
+                Algorithm::ES256,
+                Algorithm::ES384,
+                Algorithm::ES512,
+                Algorithm::EdDSA,
+            ]
+            .into_iter()
+            .find_map(|alg| Self::from_pkcs8(alg, der, kid.clone()).ok())
+            .ok_or_else(|| {
+                JoseError::InvalidJwk(
+                    "the private key is not RSA, P-256, P-384, P-521 or Ed25519".into(),
+                )
+            }),
+        }
+    }
+
     /// A shared-secret key for HS256/384/512 with the given `kid`.
     pub fn hmac(alg: Algorithm, secret: &[u8], kid: impl Into<String>) -> Result<Self, JoseError> {
         if !alg.is_hmac() {
@@ -295,6 +330,49 @@ impl SigningKey {
 mod tests {
     use super::*;
     use crate::jose::{AlgorithmSet, JwkSet, UnverifiedJwt};
+
+    fn pem(der: &[u8]) -> String {
+        use base64::Engine as _;
+        let body = base64::engine::general_purpose::STANDARD.encode(der);
+        let lines: Vec<&str> = body
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap_or_default())
+            .collect();
+        format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            lines.join("\n")
+        )
+    }
+
+    #[test]
+    fn pem_keys_load_with_their_algorithm_detected() {
+        for alg in [
+            Algorithm::RS256,
+            Algorithm::ES256,
+            Algorithm::ES384,
+            Algorithm::ES512,
+            Algorithm::EdDSA,
+        ] {
+            let key = SigningKey::generate(alg).unwrap();
+            let text = pem(&key.to_pkcs8().unwrap());
+            let loaded = SigningKey::from_pkcs8_pem(text.as_bytes(), None, None).unwrap();
+            assert_eq!(loaded.alg(), alg);
+            assert_eq!(loaded.kid(), key.kid(), "{alg:?}: the RFC 7638 thumbprint");
+            let named = SigningKey::from_pkcs8_pem(text.as_bytes(), None, Some("k1".into()));
+            assert_eq!(named.unwrap().kid(), "k1");
+        }
+        let rsa = pem(&SigningKey::generate(Algorithm::RS256)
+            .unwrap()
+            .to_pkcs8()
+            .unwrap());
+        let pss = SigningKey::from_pkcs8_pem(rsa.as_bytes(), Some(Algorithm::PS256), None);
+        assert_eq!(pss.unwrap().alg(), Algorithm::PS256);
+        assert!(SigningKey::from_pkcs8_pem(rsa.as_bytes(), Some(Algorithm::ES256), None).is_err());
+        assert!(SigningKey::from_pkcs8_pem(b"not a key", None, None).is_err());
+        let junk = pem(b"\x30\x03\x02\x01\x00");
+        assert!(SigningKey::from_pkcs8_pem(junk.as_bytes(), None, None).is_err());
+    }
 
     #[test]
     fn every_asymmetric_algorithm_round_trips() {
