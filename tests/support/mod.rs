@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod gateway;
+pub mod hostile_op;
 pub mod oidc_provider;
 pub mod peers;
 pub mod redis;

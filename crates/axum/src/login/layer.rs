@@ -626,6 +626,23 @@ impl Shared {
                             .collect();
                     }
                 }
+                // Userinfo about someone else, or a forged signed response: no session.
+                Err(
+                    e @ (ClientError::UserinfoSubjectMismatch | ClientError::SignedUserinfo(_)),
+                ) => {
+                    tracing::warn!(error = %e, "login refused: userinfo does not match the ID token");
+                    let mut r = error_response(
+                        headers,
+                        StatusCode::UNAUTHORIZED,
+                        "login_failed",
+                        &e.to_string(),
+                    );
+                    set_cookie(
+                        &mut r,
+                        format!("{name}={}", self.config.cookie_attributes(0)),
+                    );
+                    return r;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "userinfo failed; the session keeps the ID token's claims")
                 }

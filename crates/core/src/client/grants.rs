@@ -1,5 +1,5 @@
-//! Token-endpoint grants (RFC 6749 §4.1.3, §4.4, §6; RFC 8628), userinfo (OIDC Core §5.3),
-//! introspection (RFC 7662), revocation (RFC 7009) and the RP-initiated logout URL.
+//! Token-endpoint grants (RFC 6749 §4.1.3, §4.4, §6; RFC 8628), introspection (RFC 7662),
+//! revocation (RFC 7009) and the RP-initiated logout URL.
 
 use std::fmt;
 use std::time::Duration;
@@ -239,37 +239,6 @@ impl OidcClient {
         }
         params.extend_from_slice(extra);
         self.token_request(&params).await
-    }
-
-    /// Userinfo (JSON); its `sub` must equal `expected_sub` (OIDC Core §5.3.2).
-    pub async fn userinfo(
-        &self,
-        access_token: &str,
-        expected_sub: &str,
-    ) -> Result<Map<String, Value>, ClientError> {
-        let url = self.endpoint(self.metadata.userinfo_endpoint.as_ref(), "userinfo")?;
-        let request = HttpRequest {
-            method: Method::Get,
-            url,
-            headers: vec![
-                ("authorization".into(), format!("Bearer {access_token}")),
-                ("accept".into(), "application/json".into()),
-            ],
-            body: None,
-        };
-        let response = self.http.execute(request).await?;
-        if response.status != 200 {
-            return Err(ClientError::OAuth {
-                status: response.status,
-                error: "userinfo_failed".into(),
-                description: format!("userinfo answered HTTP {}", response.status),
-            });
-        }
-        let claims = json_object(&response.body)?;
-        if claims.get("sub").and_then(Value::as_str) != Some(expected_sub) {
-            return Err(ClientError::UserinfoSubjectMismatch);
-        }
-        Ok(claims)
     }
 
     /// RFC 7662 introspection.

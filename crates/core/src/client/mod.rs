@@ -1,11 +1,13 @@
 //! The OpenID Connect / OAuth 2.0 client (relying party side): discovery or explicit endpoints,
 //! the authorization request with PKCE S256, `state` and `nonce` ([`authorize`]), the callback
-//! with its mix-up and CSRF checks, and the token-endpoint grants, userinfo, introspection,
-//! revocation, device authorization and the end-session URL ([`grants`]). Every call goes through
+//! with its mix-up and CSRF checks, the token-endpoint grants, introspection, revocation, device
+//! authorization and the end-session URL ([`grants`]), and userinfo with signed responses and
+//! aggregated/distributed claims ([`userinfo`]). Every call goes through
 //! the injected [`HttpClient`]; ID tokens are verified with the issuer's [`KeyCache`].
 
 pub mod authorize;
 pub mod grants;
+pub mod userinfo;
 
 use std::fmt;
 use std::sync::Arc;
@@ -93,6 +95,8 @@ pub enum ClientError {
     IdToken(#[from] ValidationError),
     #[error("userinfo is for another subject than the ID token")]
     UserinfoSubjectMismatch,
+    #[error("the signed userinfo response is invalid: {0}")]
+    SignedUserinfo(ValidationError),
     #[error("the device code expired before the user approved")]
     DeviceExpired,
     #[error("the user denied the request")]

@@ -53,15 +53,19 @@ impl<'a> UnverifiedJwt<'a> {
         else {
             return Err(JoseError::Malformed);
         };
-        if h.is_empty() || s.is_empty() {
+        if h.is_empty() {
             return Err(JoseError::Malformed);
         }
         let header_bytes = b64::decode(h).ok_or(JoseError::BadBase64("header"))?;
-        let payload = b64::decode(p).ok_or(JoseError::BadBase64("payload"))?;
-        let signature = b64::decode(s).ok_or(JoseError::BadBase64("signature"))?;
         let members =
             scan_object(&header_bytes, &Header::MEMBERS).map_err(|e| to_jose_error("header", e))?;
+        // The header first, so an unsigned `alg: none` token is named as such.
         let header = Header::from_members(|name| members.get(name))?;
+        if s.is_empty() {
+            return Err(JoseError::Malformed);
+        }
+        let payload = b64::decode(p).ok_or(JoseError::BadBase64("payload"))?;
+        let signature = b64::decode(s).ok_or(JoseError::BadBase64("signature"))?;
         let signing_input = &token[..h.len() + 1 + p.len()];
         Ok(Self {
             header,

@@ -398,7 +398,26 @@ pub(crate) async fn verify_with_keys(
     jwt: UnverifiedJwt<'_>,
     algorithms: AlgorithmSet,
 ) -> Result<VerifiedJws, ValidationError> {
+    verify_with_key_policy(keys, jwt, algorithms, false).await
+}
+
+/// Like [`verify_with_keys`]; with `kid_required_when_several`, a token without `kid` is
+/// refused when more than one key fits its algorithm (OpenID Connect Core §10.1 requires a
+/// `kid` then, so an OpenID Provider's tokens are held to it).
+pub(crate) async fn verify_with_key_policy(
+    keys: &KeyCache,
+    jwt: UnverifiedJwt<'_>,
+    algorithms: AlgorithmSet,
+    kid_required_when_several: bool,
+) -> Result<VerifiedJws, ValidationError> {
     let snapshot = keys.keys().await?;
+    if kid_required_when_several
+        && jwt.header().kid().is_none()
+        && let Ok(crate::jose::KeySelection::Candidates(fitting)) =
+            snapshot.keys.select(jwt.header())
+    {
+        return Err(JoseError::AmbiguousKey(fitting.len()).into());
+    }
     match jwt.check_signature(&snapshot.keys, algorithms) {
         Err(JoseError::UnknownKid(_)) => {
             let newer = keys.refresh_for_unknown_kid(&snapshot).await;

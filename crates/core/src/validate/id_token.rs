@@ -3,7 +3,8 @@
 //! id and no untrusted audience; `azp` names the client when present (and is required with
 //! several audiences); `exp`, `iat` with leeway; `sub` required; `nonce` compared in constant
 //! time; `auth_time` when `max_age` was sent; `at_hash` when present; and, for refreshed ID
-//! tokens, the same `sub` as before.
+//! tokens, the same `sub` as before. A token without `kid` is refused when several of the
+//! issuer's keys fit its algorithm (OIDC Core §10.1 requires the `kid` then).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use aws_lc_rs::constant_time::verify_slices_are_equal;
 use aws_lc_rs::digest;
 use serde_json::Value;
 
-use super::access_token::{audiences, numeric_date, verify_with_keys};
+use super::access_token::{audiences, numeric_date, verify_with_key_policy};
 use super::claims::VerifiedClaims;
 use super::error::ValidationError;
 use crate::clock::Clock;
@@ -110,14 +111,13 @@ impl IdTokenValidator {
         &self.keys
     }
 
-    /// Validates an ID token.
-    pub async fn validate(
+    /// The header and payload of a JWT signed with the issuer's keys under the allow-list. An
+    /// access or logout token is never accepted here, whatever its claims.
+    async fn verified_parts(
         &self,
         token: &str,
-        checks: IdTokenChecks<'_>,
-    ) -> Result<VerifiedClaims, ValidationError> {
+    ) -> Result<(crate::jose::Header, Vec<u8>), ValidationError> {
         let jwt = UnverifiedJwt::parse(token)?;
-        // An access or logout token is never an ID token, whatever its claims.
         if jwt.header().typ_is("at+jwt") || jwt.header().typ_is("logout+jwt") {
             return Err(ValidationError::WrongType);
         }
@@ -125,8 +125,69 @@ impl IdTokenValidator {
         if !self.algorithms.contains(alg) {
             return Err(crate::jose::JoseError::AlgorithmNotAllowed(alg.name()).into());
         }
-        let verified = verify_with_keys(&self.keys, jwt, self.algorithms).await?;
-        let (header, payload) = verified.into_parts();
+        let verified = verify_with_key_policy(&self.keys, jwt, self.algorithms, true).await?;
+        Ok(verified.into_parts())
+    }
+
+    /// Verifies a JWT the issuer signed that is not an ID token — a signed userinfo response
+    /// (OIDC Core §5.3.2) or an aggregated or distributed claims JWT (§5.6.2) — and returns its
+    /// claims: signature with the issuer's keys under the allow-list; `iss` equal to the issuer
+    /// (required when `require_iss`, else checked when present); `aud`, when present, naming
+    /// this client and no untrusted audience; `exp`, when present, not passed.
+    pub async fn verify_issuer_jwt(
+        &self,
+        token: &str,
+        require_iss: bool,
+    ) -> Result<serde_json::Map<String, Value>, ValidationError> {
+        let (_, payload) = self.verified_parts(token).await?;
+        let claims = match serde_json::from_slice::<Value>(&payload) {
+            Ok(Value::Object(map)) => map,
+            _ => return Err(ValidationError::InvalidClaim("payload".into())),
+        };
+        match claims.get("iss") {
+            Some(Value::String(iss)) if *iss == self.issuer => {}
+            Some(_) => return Err(ValidationError::IssuerMismatch),
+            None if require_iss => return Err(ValidationError::MissingClaim("iss".into())),
+            None => {}
+        }
+        match claims.get("aud") {
+            None => {}
+            Some(Value::String(a)) if *a == self.client_id => {}
+            Some(Value::Array(list)) => {
+                let list: Vec<&str> = list.iter().filter_map(Value::as_str).collect();
+                if !list.contains(&self.client_id.as_str()) {
+                    return Err(ValidationError::AudienceMismatch);
+                }
+                if list
+                    .iter()
+                    .any(|a| *a != self.client_id && !self.trusted_audiences.iter().any(|t| t == a))
+                {
+                    return Err(ValidationError::UntrustedAudience);
+                }
+            }
+            Some(_) => return Err(ValidationError::AudienceMismatch),
+        }
+        if let Some(exp) = claims.get("exp") {
+            let exp = exp
+                .as_i64()
+                .or_else(|| exp.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+                .ok_or_else(|| ValidationError::InvalidClaim("exp".into()))?;
+            let leeway = i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX);
+            if self.clock.unix_seconds() > exp.saturating_add(leeway) {
+                return Err(ValidationError::Expired);
+            }
+        }
+        Ok(claims)
+    }
+
+    /// Validates an ID token.
+    pub async fn validate(
+        &self,
+        token: &str,
+        checks: IdTokenChecks<'_>,
+    ) -> Result<VerifiedClaims, ValidationError> {
+        let (header, payload) = self.verified_parts(token).await?;
+        let alg = header.alg();
         let names = READ.map(String::from);
         let claims = scan_object(&payload, &names).map_err(|e| to_jose_error("payload", e))?;
         let string = |name: &str| -> Result<Option<&str>, ValidationError> {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::access_token::{audiences, numeric_date, verify_with_keys};
+use super::access_token::{audiences, numeric_date, verify_with_key_policy};
 use super::error::ValidationError;
 use crate::clock::Clock;
 use crate::jose::json::{scan_object, to_jose_error};
@@ -72,7 +72,7 @@ impl LogoutTokenValidator {
         {
             return Err(ValidationError::WrongType);
         }
-        let verified = verify_with_keys(&self.keys, jwt, AlgorithmSet::default()).await?;
+        let verified = verify_with_key_policy(&self.keys, jwt, AlgorithmSet::default(), true).await?;
         let (_, payload) = verified.into_parts();
         let names = READ.map(String::from);
         let claims = scan_object(&payload, &names).map_err(|e| to_jose_error("payload", e))?;
