@@ -292,6 +292,10 @@ async fn bad_settings_exit_2_naming_the_setting() {
     )
     .unwrap();
     let junk = junk.to_string_lossy().into_owned();
+    // A JWK that is a shared secret, not a private key.
+    let jwk_oct = dir.join("oct.json");
+    std::fs::write(&jwk_oct, r#"{"kty":"oct","k":"c2VjcmV0"}"#).unwrap();
+    let jwk_oct = jwk_oct.to_string_lossy().into_owned();
     let plain = |envs: &[(&'static str, &'static str)]| {
         envs.iter()
             .map(|(k, v)| (*k, (*v).to_owned()))
@@ -310,49 +314,61 @@ async fn bad_settings_exit_2_naming_the_setting() {
         ),
         (
             login(&[
-                ("OIDC_CLIENT_AUTH_METHOD", "private_key_jwt"),
-                ("OIDC_CLIENT_KEY_FILE", key.as_str()),
+                ("OIDC_TOKEN_ENDPOINT_AUTH_METHOD", "private_key_jwt"),
+                ("OIDC_CLIENT_PRIVATE_KEY_FILE", key.as_str()),
                 ("OIDC_CLIENT_SECRET", "s"),
             ]),
             "OIDC_CLIENT_SECRET",
         ),
         (
-            login(&[("OIDC_CLIENT_AUTH_METHOD", "client_secret_jwt")]),
-            "OIDC_CLIENT_AUTH_METHOD",
+            login(&[("OIDC_TOKEN_ENDPOINT_AUTH_METHOD", "tls_client_auth")]),
+            "OIDC_TOKEN_ENDPOINT_AUTH_METHOD",
         ),
         (
-            login(&[("OIDC_CLIENT_AUTH_METHOD", "client_secret_post")]),
+            // client_secret_jwt signs with the secret: 32 bytes at least.
+            login(&[
+                ("OIDC_TOKEN_ENDPOINT_AUTH_METHOD", "client_secret_jwt"),
+                ("OIDC_CLIENT_SECRET", "short"),
+            ]),
             "OIDC_CLIENT_SECRET",
         ),
         (
-            login(&[("OIDC_CLIENT_AUTH_METHOD", "private_key_jwt")]),
-            "OIDC_CLIENT_KEY_FILE",
+            login(&[("OIDC_TOKEN_ENDPOINT_AUTH_METHOD", "client_secret_post")]),
+            "OIDC_CLIENT_SECRET",
         ),
         (
-            login(&[("OIDC_CLIENT_KEY_FILE", "/nonexistent/key.pem")]),
-            "OIDC_CLIENT_KEY_FILE",
+            login(&[("OIDC_TOKEN_ENDPOINT_AUTH_METHOD", "private_key_jwt")]),
+            "OIDC_CLIENT_PRIVATE_KEY_FILE",
         ),
         (
-            login(&[("OIDC_CLIENT_KEY_FILE", junk.as_str())]),
-            "OIDC_CLIENT_KEY_FILE",
+            login(&[("OIDC_CLIENT_PRIVATE_KEY_FILE", "/nonexistent/key.pem")]),
+            "OIDC_CLIENT_PRIVATE_KEY_FILE",
         ),
         (
-            login(&[("OIDC_CLIENT_KEY_FILE", "/dev/zero")]),
-            "OIDC_CLIENT_KEY_FILE",
+            login(&[("OIDC_CLIENT_PRIVATE_KEY_FILE", junk.as_str())]),
+            "OIDC_CLIENT_PRIVATE_KEY_FILE",
+        ),
+        (
+            login(&[("OIDC_CLIENT_PRIVATE_KEY_FILE", "/dev/zero")]),
+            "OIDC_CLIENT_PRIVATE_KEY_FILE",
+        ),
+        (
+            login(&[("OIDC_CLIENT_PRIVATE_KEY_FILE", jwk_oct.as_str())]),
+            "OIDC_CLIENT_PRIVATE_KEY_FILE",
         ),
         (
             login(&[
-                ("OIDC_CLIENT_KEY_FILE", key.as_str()),
-                ("OIDC_CLIENT_KEY_ALG", "HS256"),
+                ("OIDC_TOKEN_ENDPOINT_AUTH_METHOD", "client_secret_basic"),
+                ("OIDC_CLIENT_PRIVATE_KEY_FILE", key.as_str()),
             ]),
-            "OIDC_CLIENT_KEY_ALG",
+            "OIDC_CLIENT_PRIVATE_KEY_FILE",
         ),
         (
             login(&[
-                ("OIDC_CLIENT_KEY_FILE", key.as_str()),
+                ("OIDC_CLIENT_PRIVATE_KEY_FILE", key.as_str()),
                 ("OIDC_CLIENT_SECRET", "s"),
             ]),
-            "OIDC_CLIENT_AUTH_METHOD",
+            "OIDC_TOKEN_ENDPOINT_AUTH_METHOD",
         ),
     ] {
         let out = tokio::process::Command::new(BIN)

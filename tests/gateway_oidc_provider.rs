@@ -238,7 +238,7 @@ async fn private_key_jwt_client_signs_in_and_refreshes_with_rotation() {
         &[
             ("OIDC_CLIENT_ID", "demo-jwt"),
             ("OIDC_CLIENT_SECRET", ""),
-            ("OIDC_CLIENT_KEY_FILE", key_path.as_str()),
+            ("OIDC_CLIENT_PRIVATE_KEY_FILE", key_path.as_str()),
             ("OIDC_REDIRECT_URI", redirect.as_str()),
             ("LISTEN_ADDR", listen.as_str()),
             ("PASS_ACCESS_TOKEN", "true"),

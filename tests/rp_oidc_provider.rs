@@ -6,8 +6,9 @@
 //! an RFC 9068 JWT access token for the API when the authorization request names the resource
 //! indicator, and RP-initiated logout from the discovered `end_session_endpoint` — after which
 //! a `prompt=none` request comes back as a `login_required` error callback. A `private_key_jwt`
-//! client (ES256 and RS256 keys) authenticates every grant and the introspection and revocation
-//! endpoints; an unregistered key is `invalid_client`.
+//! client (ES256 and RS256 keys, and Node-written private JWKs for PS256 and EdDSA) authenticates
+//! every grant and the introspection and revocation endpoints; `client_secret_jwt` works; an
+//! unregistered key or a wrong secret is `invalid_client`.
 
 mod support;
 
@@ -328,6 +329,25 @@ async fn resource_indicator_yields_a_jwt_access_token_for_the_api() {
     assert!(other.validate(&refreshed.access_token).await.is_err());
 }
 
+/// Two private JWKs written by Node's crypto (a JOSE implementation other than ours): RSA with
+/// `alg: PS256`, and Ed25519. Generated once per test process.
+fn node_private_jwks() -> Vec<serde_json::Value> {
+    static JWKS: std::sync::OnceLock<Vec<serde_json::Value>> = std::sync::OnceLock::new();
+    JWKS.get_or_init(|| {
+        let script = "const { generateKeyPairSync } = require('crypto');
+            const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
+            const ed = generateKeyPairSync('ed25519').privateKey.export({ format: 'jwk' });
+            console.log(JSON.stringify([{ ...rsa, alg: 'PS256' }, ed]));";
+        let out = std::process::Command::new("node")
+            .args(["-e", script])
+            .output()
+            .expect("node runs (scripts/test installs it)");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    })
+    .clone()
+}
+
 /// A `demo-jwt` client of the peer authenticating with `key` (`private_key_jwt`).
 async fn jwt_client(issuer: &str, key: SigningKey) -> OidcClient {
     let config = ClientConfig {
@@ -342,12 +362,21 @@ async fn private_key_jwt_authenticates_code_refresh_introspection_revocation_and
     // The peer registers the public halves of an ES256 and an RS256 key for `demo-jwt`.
     let es = SigningKey::generate(Algorithm::ES256).unwrap();
     let rs = SigningKey::generate(Algorithm::RS256).unwrap();
-    let jwks = serde_json::json!({"keys": [es.public_jwk().unwrap(), rs.public_jwk().unwrap()]});
+    let node_jwks = node_private_jwks();
+    let mut public = vec![es.public_jwk().unwrap(), rs.public_jwk().unwrap()];
+    for jwk in &node_jwks {
+        public.push(
+            SigningKey::from_private_jwk(jwk, None)
+                .unwrap()
+                .public_jwk()
+                .unwrap(),
+        );
+    }
+    let jwks = serde_json::json!({ "keys": public });
     let peer = start_oidc_provider(&[("JWT_CLIENT_JWKS", &jwks.to_string())]).await;
     let issuer = peer.base_url.clone();
     // Loaded the way the gateway loads OIDC_CLIENT_KEY_FILE: PEM, algorithm from the key.
-    let loaded =
-        SigningKey::from_pkcs8_pem(support::pkcs8_pem(&es).as_bytes(), None, None).unwrap();
+    let loaded = SigningKey::from_pem(support::pkcs8_pem(&es).as_bytes(), None).unwrap();
     let client = jwt_client(&issuer, loaded).await;
 
     let (url, pending) = client
@@ -387,9 +416,48 @@ async fn private_key_jwt_authenticates_code_refresh_introspection_revocation_and
     let service = client.client_credentials(None, &[]).await.unwrap();
     assert!(!service.access_token.is_empty());
 
+    // Private JWKs as another JOSE library writes them (Node's crypto): RSA named PS256 by its
+    // `alg` member, and Ed25519, both registered with the provider below.
+    // (The provider accepts RS256, PS256, ES256 and EdDSA assertions.)
+    let node_jwks = node_private_jwks();
+    let ps = SigningKey::from_private_jwk(&node_jwks[0], None).unwrap();
+    assert_eq!(ps.alg(), Algorithm::PS256);
+    let ed = SigningKey::from_private_jwk(&node_jwks[1], None).unwrap();
+    assert_eq!(ed.alg(), Algorithm::EdDSA);
+
     // The RSA key works as well; a key the provider does not know is refused.
     let rsa_client = jwt_client(&issuer, rs).await;
     assert!(rsa_client.client_credentials(None, &[]).await.is_ok());
+    for key in [ps, ed] {
+        let alg = key.alg();
+        let client = jwt_client(&issuer, key).await;
+        let r = client.client_credentials(None, &[]).await;
+        assert!(r.is_ok(), "{alg:?}: {r:?}");
+    }
+    let hmac = OidcClient::discover(
+        ClientConfig {
+            auth: ClientAuth::secret_jwt("demo-hmac-secret-of-at-least-thirty-two-bytes").unwrap(),
+            ..ClientConfig::public(&issuer, "demo-hmac")
+        },
+        http(),
+    )
+    .await
+    .unwrap();
+    assert!(hmac.client_credentials(None, &[]).await.is_ok());
+    let wrong_secret = OidcClient::discover(
+        ClientConfig {
+            auth: ClientAuth::secret_jwt("another-secret-of-at-least-thirty-two-bytes").unwrap(),
+            ..ClientConfig::public(&issuer, "demo-hmac")
+        },
+        http(),
+    )
+    .await
+    .unwrap();
+    let err = wrong_secret
+        .client_credentials(None, &[])
+        .await
+        .unwrap_err();
+    assert_eq!(err.oauth_error(), Some("invalid_client"), "{err:?}");
     let stranger = jwt_client(&issuer, SigningKey::generate(Algorithm::ES256).unwrap()).await;
     let err = stranger.client_credentials(None, &[]).await.unwrap_err();
     assert_eq!(err.oauth_error(), Some("invalid_client"), "{err:?}");

@@ -127,6 +127,15 @@ const CLIENTS = [
     response_types: [],
     redirect_uris: [],
   },
+  {
+    // `client_secret_jwt` (OIDC Core §9): HS256 assertions keyed with the secret.
+    client_id: 'demo-hmac',
+    client_secret: 'demo-hmac-secret-of-at-least-thirty-two-bytes',
+    token_endpoint_auth_method: 'client_secret_jwt',
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+  },
   // `private_key_jwt` (OIDC Core §9): the public keys come from JWT_CLIENT_JWKS (a JWKS JSON).
   ...(process.env.JWT_CLIENT_JWKS
     ? [{

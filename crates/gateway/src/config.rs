@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oidcgate_core::client::{ClientAuth, ClientSecret};
-use oidcgate_core::jose::Algorithm;
 use oidcgate_core::jose::sign::SigningKey;
 
 use thiserror::Error;
@@ -38,19 +37,18 @@ pub struct ServeArgs {
     /// Client secret (absent: a public client, PKCE only).
     #[arg(long, env = "OIDC_CLIENT_SECRET", hide_env_values = true)]
     pub oidc_client_secret: Option<String>,
-    /// client_secret_basic (default with a secret), client_secret_post, private_key_jwt, or
-    /// none (default without a secret).
-    #[arg(long, env = "OIDC_CLIENT_AUTH_METHOD")]
-    pub oidc_client_auth_method: Option<String>,
-    /// PEM PKCS#8 private key for private_key_jwt.
-    #[arg(long, env = "OIDC_CLIENT_KEY_FILE")]
-    pub oidc_client_key_file: Option<String>,
-    /// Signing algorithm of the private key (default: from the key type).
-    #[arg(long, env = "OIDC_CLIENT_KEY_ALG")]
-    pub oidc_client_key_alg: Option<String>,
-    /// `kid` of the private key as registered (default: its RFC 7638 thumbprint).
-    #[arg(long, env = "OIDC_CLIENT_KEY_ID")]
-    pub oidc_client_key_id: Option<String>,
+    /// client_secret_basic (default with a secret), client_secret_post, client_secret_jwt,
+    /// private_key_jwt (default with a private key), or none (default otherwise).
+    #[arg(long, env = "OIDC_TOKEN_ENDPOINT_AUTH_METHOD")]
+    pub oidc_token_endpoint_auth_method: Option<String>,
+    /// Private key for private_key_jwt: a PEM file (PKCS#8, PKCS#1 RSA or SEC1 EC) or a
+    /// private JWK (JSON).
+    #[arg(long, env = "OIDC_CLIENT_PRIVATE_KEY_FILE")]
+    pub oidc_client_private_key_file: Option<String>,
+    /// `kid` of the private key as registered (default: the JWK's `kid`, else its RFC 7638
+    /// thumbprint).
+    #[arg(long, env = "OIDC_CLIENT_PRIVATE_KEY_KID")]
+    pub oidc_client_private_key_kid: Option<String>,
     /// Callback URL registered at the IdP; the callback route is its path.
     #[arg(long, env = "OIDC_REDIRECT_URI")]
     pub oidc_redirect_uri: Option<String>,
@@ -202,99 +200,85 @@ fn duration(setting: &'static str, v: &str) -> Result<Duration, ConfigError> {
 }
 
 impl ServeArgs {
-    /// `OIDC_CLIENT_AUTH_METHOD` with its secret or key.
+    /// `OIDC_TOKEN_ENDPOINT_AUTH_METHOD` with its secret or key.
     fn client_auth(&self) -> Result<ClientAuth, ConfigError> {
         let secret = self.oidc_client_secret.clone().filter(|s| !s.is_empty());
-        if self.oidc_client_auth_method.is_none()
-            && secret.is_some()
-            && self.oidc_client_key_file.is_some()
-        {
+        let key_file = self
+            .oidc_client_private_key_file
+            .as_deref()
+            .filter(|f| !f.is_empty());
+        let named = self
+            .oidc_token_endpoint_auth_method
+            .as_deref()
+            .filter(|m| !m.is_empty());
+        if named.is_none() && secret.is_some() && key_file.is_some() {
             return Err(err(
-                "OIDC_CLIENT_AUTH_METHOD",
-                "OIDC_CLIENT_SECRET and OIDC_CLIENT_KEY_FILE are both set; say which to use",
+                "OIDC_TOKEN_ENDPOINT_AUTH_METHOD",
+                "OIDC_CLIENT_SECRET and OIDC_CLIENT_PRIVATE_KEY_FILE are both set; say which to use",
             ));
         }
-        let method = self
-            .oidc_client_auth_method
-            .as_deref()
-            .unwrap_or(match secret {
-                Some(_) => "client_secret_basic",
-                None if self.oidc_client_key_file.is_some() => "private_key_jwt",
-                None => "none",
-            });
+        let method = named.unwrap_or(match (&secret, key_file) {
+            (Some(_), _) => "client_secret_basic",
+            (None, Some(_)) => "private_key_jwt",
+            (None, None) => "none",
+        });
         let needs_secret = || {
-            secret.clone().map(ClientSecret::new).ok_or_else(|| {
+            secret.clone().ok_or_else(|| {
                 err(
                     "OIDC_CLIENT_SECRET",
-                    format!("required with OIDC_CLIENT_AUTH_METHOD={method}"),
+                    format!("required with OIDC_TOKEN_ENDPOINT_AUTH_METHOD={method}"),
                 )
             })
         };
-        let unused_key = || {
-            if self.oidc_client_key_file.is_some() {
-                Err(err(
-                    "OIDC_CLIENT_KEY_FILE",
-                    format!("is for private_key_jwt, not {method}"),
-                ))
-            } else {
-                Ok(())
-            }
-        };
+        if method != "private_key_jwt" && key_file.is_some() {
+            return Err(err(
+                "OIDC_CLIENT_PRIVATE_KEY_FILE",
+                format!("is for private_key_jwt, not {method}"),
+            ));
+        }
         match method {
             "client_secret_basic" => {
-                unused_key()?;
-                Ok(ClientAuth::SecretBasic(needs_secret()?))
+                Ok(ClientAuth::SecretBasic(ClientSecret::new(needs_secret()?)))
             }
-            "client_secret_post" => {
-                unused_key()?;
-                Ok(ClientAuth::SecretPost(needs_secret()?))
-            }
-            "none" => {
-                unused_key()?;
-                if secret.is_some() {
-                    return Err(err(
-                        "OIDC_CLIENT_SECRET",
-                        "set, but OIDC_CLIENT_AUTH_METHOD=none never sends it",
-                    ));
-                }
-                Ok(ClientAuth::None)
-            }
+            "client_secret_post" => Ok(ClientAuth::SecretPost(ClientSecret::new(needs_secret()?))),
+            "client_secret_jwt" => ClientAuth::secret_jwt(&needs_secret()?).map_err(|e| {
+                err(
+                    "OIDC_CLIENT_SECRET",
+                    format!("client_secret_jwt signs with the secret: {e}"),
+                )
+            }),
+            "none" if secret.is_some() => Err(err(
+                "OIDC_CLIENT_SECRET",
+                "set, but OIDC_TOKEN_ENDPOINT_AUTH_METHOD=none never sends it",
+            )),
+            "none" => Ok(ClientAuth::None),
             "private_key_jwt" => {
                 if secret.is_some() {
                     return Err(err(
                         "OIDC_CLIENT_SECRET",
-                        "set, but private_key_jwt authenticates with OIDC_CLIENT_KEY_FILE",
+                        "set, but private_key_jwt authenticates with OIDC_CLIENT_PRIVATE_KEY_FILE",
                     ));
                 }
-                let path = self
-                    .oidc_client_key_file
-                    .as_deref()
-                    .ok_or_else(|| err("OIDC_CLIENT_KEY_FILE", "required with private_key_jwt"))?;
-                let pem = read_small_file(path, 64 * 1024)
-                    .map_err(|e| err("OIDC_CLIENT_KEY_FILE", format!("{path}: {e}")))?;
-                let alg = match self.oidc_client_key_alg.as_deref() {
-                    None | Some("") => None,
-                    Some(name) => match name.parse::<Algorithm>() {
-                        Ok(alg) if !alg.is_hmac() => Some(alg),
-                        _ => {
-                            return Err(err(
-                                "OIDC_CLIENT_KEY_ALG",
-                                format!(
-                                    "{name:?} is not an asymmetric JWS algorithm (RS256, PS256, ES256, EdDSA, …)"
-                                ),
-                            ));
-                        }
-                    },
-                };
-                let kid = self.oidc_client_key_id.clone().filter(|k| !k.is_empty());
-                let key = SigningKey::from_pkcs8_pem(&pem, alg, kid)
-                    .map_err(|e| err("OIDC_CLIENT_KEY_FILE", format!("{path}: {e}")))?;
+                let path = key_file.ok_or_else(|| {
+                    err(
+                        "OIDC_CLIENT_PRIVATE_KEY_FILE",
+                        "required with private_key_jwt",
+                    )
+                })?;
+                let text = read_small_file(path, 64 * 1024)
+                    .map_err(|e| err("OIDC_CLIENT_PRIVATE_KEY_FILE", format!("{path}: {e}")))?;
+                let kid = self
+                    .oidc_client_private_key_kid
+                    .clone()
+                    .filter(|k| !k.is_empty());
+                let key = private_key(&text, kid)
+                    .map_err(|e| err("OIDC_CLIENT_PRIVATE_KEY_FILE", format!("{path}: {e}")))?;
                 Ok(ClientAuth::PrivateKeyJwt(Arc::new(key)))
             }
             other => Err(err(
-                "OIDC_CLIENT_AUTH_METHOD",
+                "OIDC_TOKEN_ENDPOINT_AUTH_METHOD",
                 format!(
-                    "{other:?} is not client_secret_basic, client_secret_post, private_key_jwt or none"
+                    "{other:?} is not client_secret_basic, client_secret_post, client_secret_jwt, private_key_jwt or none"
                 ),
             )),
         }
@@ -462,4 +446,15 @@ fn read_small_file(path: &str, max: u64) -> Result<Vec<u8>, String> {
         return Err(format!("larger than {max} bytes"));
     }
     Ok(bytes)
+}
+
+/// A private key from a file's text: a JWK when it is a JSON object, else PEM.
+fn private_key(text: &[u8], kid: Option<String>) -> Result<SigningKey, String> {
+    let trimmed = text.trim_ascii_start();
+    if trimmed.starts_with(b"{") {
+        let jwk: serde_json::Value =
+            serde_json::from_slice(trimmed).map_err(|e| format!("not a JSON JWK: {e}"))?;
+        return SigningKey::from_private_jwk(&jwk, kid).map_err(|e| e.to_string());
+    }
+    SigningKey::from_pem(text, kid).map_err(|e| e.to_string())
 }

@@ -120,7 +120,7 @@ impl OidcClient {
                 headers.push(("authorization".to_owned(), format!("Basic {encoded}")));
             }
             #[cfg(feature = "signing")]
-            ClientAuth::PrivateKeyJwt(key) => {
+            ClientAuth::PrivateKeyJwt(key) | ClientAuth::SecretJwt(key) => {
                 assertion = self.client_assertion(key, url.as_str())?;
                 pairs.push(("client_id", &self.config.client_id));
                 pairs.push((
@@ -153,7 +153,7 @@ impl OidcClient {
         })
     }
 
-    /// A `private_key_jwt` client assertion for one request to `endpoint`.
+    /// A `private_key_jwt` or `client_secret_jwt` assertion for one request to `endpoint`.
     #[cfg(feature = "signing")]
     fn client_assertion(
         &self,
@@ -173,7 +173,12 @@ impl OidcClient {
             "iat": now,
             "exp": now + 60,
         });
-        key.sign_jwt(None, &claims)
+        let mut header = serde_json::json!({"alg": key.alg().name(), "typ": "JWT"});
+        // A shared secret has no key id; a private key names the registered one.
+        if !key.alg().is_hmac() {
+            header["kid"] = serde_json::json!(key.kid());
+        }
+        key.sign_with_header(&header, claims.to_string().as_bytes())
             .map_err(|e| ClientError::Signing(e.to_string()))
     }
 

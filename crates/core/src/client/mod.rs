@@ -61,6 +61,23 @@ pub enum ClientAuth {
     /// `aud` taken from metadata that a malicious provider controls).
     #[cfg(feature = "signing")]
     PrivateKeyJwt(std::sync::Arc<crate::jose::sign::SigningKey>),
+    /// `client_secret_jwt` (OIDC Core §9): the same assertion, HS256 with the client secret
+    /// (at least 32 bytes) as the key; build it with [`ClientAuth::secret_jwt`].
+    #[cfg(feature = "signing")]
+    SecretJwt(std::sync::Arc<crate::jose::sign::SigningKey>),
+}
+
+#[cfg(feature = "signing")]
+impl ClientAuth {
+    /// `client_secret_jwt` with `secret`; fails for secrets shorter than 32 bytes.
+    pub fn secret_jwt(secret: &str) -> Result<Self, crate::jose::JoseError> {
+        let key = crate::jose::sign::SigningKey::hmac(
+            crate::jose::Algorithm::HS256,
+            secret.as_bytes(),
+            "",
+        )?;
+        Ok(Self::SecretJwt(std::sync::Arc::new(key)))
+    }
 }
 
 /// Everything that can go wrong talking to the provider.

@@ -15,6 +15,8 @@ pub mod jwk;
 pub mod jwks;
 pub mod jws;
 #[cfg(feature = "signing")]
+mod private_jwk;
+#[cfg(feature = "signing")]
 pub mod sign;
 
 pub use alg::{Algorithm, AlgorithmSet};

@@ -88,13 +88,7 @@ impl SigningKey {
                 Inner::Hmac(Box::new(HmacKey::new(&secret)?))
             }
         };
-        let mut key = Self {
-            alg,
-            kid: String::new(),
-            inner,
-        };
-        key.kid = key.thumbprint();
-        Ok(key)
+        Ok(Self::named(alg, inner, None))
     }
 
     /// Loads a PKCS#8 (DER) private key for `alg`.
@@ -115,48 +109,140 @@ impl SigningKey {
                 ));
             }
         };
+        Ok(Self::named(alg, inner, kid))
+    }
+
+    /// Loads a PEM private key: `PRIVATE KEY` (PKCS#8, what `openssl genpkey` writes),
+    /// `RSA PRIVATE KEY` (PKCS#1) or `EC PRIVATE KEY` (SEC1). The key's type decides the
+    /// algorithm: RSA → RS256, P-256 → ES256, P-384 → ES384, P-521 → ES512, Ed25519 → EdDSA
+    /// (for PS256 and the like, use a JWK with `alg`). Without `kid`, the RFC 7638 thumbprint.
+    pub fn from_pem(pem: &[u8], kid: Option<String>) -> Result<Self, JoseError> {
+        use rustls_pki_types::PrivateKeyDer;
+        use rustls_pki_types::pem::PemObject as _;
+        let der = PrivateKeyDer::from_pem_slice(pem).map_err(|e| {
+            JoseError::InvalidJwk(format!(
+                "not a PEM private key (PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY): {e}"
+            ))
+        })?;
+        let unfit = || {
+            JoseError::InvalidJwk(
+                "the private key is not RSA, P-256, P-384, P-521 or Ed25519".into(),
+            )
+        };
+        let (alg, inner) = match &der {
+            PrivateKeyDer::Pkcs8(k) => {
+                return [
+                    Algorithm::RS256,
+                    Algorithm::ES256,
+                    Algorithm::ES384,
+                    Algorithm::ES512,
+                    Algorithm::EdDSA,
+                ]
+                .into_iter()
+                .find_map(|alg| Self::from_pkcs8(alg, k.secret_pkcs8_der(), kid.clone()).ok())
+                .ok_or_else(unfit);
+            }
+            PrivateKeyDer::Pkcs1(k) => (
+                Algorithm::RS256,
+                Inner::Rsa(RsaKeyPair::from_der(k.secret_pkcs1_der()).map_err(|_| unfit())?),
+            ),
+            PrivateKeyDer::Sec1(k) => [Algorithm::ES256, Algorithm::ES384, Algorithm::ES512]
+                .into_iter()
+                .find_map(|alg| {
+                    let signing = ecdsa_signing(alg)?;
+                    EcdsaKeyPair::from_private_key_der(signing, k.secret_sec1_der())
+                        .ok()
+                        .map(|pair| (alg, Inner::Ec(pair)))
+                })
+                .ok_or_else(unfit)?,
+            _ => return Err(unfit()),
+        };
+        Ok(Self::named(alg, inner, kid))
+    }
+
+    /// Loads a private JWK (RFC 7517/7518/8037: RSA with its CRT members, EC P-256/384/521,
+    /// OKP Ed25519). The algorithm is the JWK's `alg` when present, else the key type's
+    /// default (RS256, ES256/384/512, EdDSA); the `kid` is `kid` (argument, then member), else
+    /// the RFC 7638 thumbprint. aws-lc-rs checks that the parts form one valid key.
+    pub fn from_private_jwk(jwk: &Value, kid: Option<String>) -> Result<Self, JoseError> {
+        let bad = |why: &str| JoseError::InvalidJwk(why.to_owned());
+        let member = |name: &str| -> Result<Vec<u8>, JoseError> {
+            jwk.get(name)
+                .and_then(Value::as_str)
+                .and_then(b64::decode)
+                .ok_or_else(|| bad(&format!("the private key lacks a valid {name:?}")))
+        };
+        let text = |name: &str| jwk.get(name).and_then(Value::as_str);
+        let kty = text("kty").ok_or_else(|| bad("no kty"))?;
+        let named_alg = match text("alg") {
+            Some(name) => Some(
+                name.parse::<Algorithm>()
+                    .map_err(|_| bad(&format!("unsupported alg {name:?}")))?,
+            ),
+            None => None,
+        };
+        let (alg, inner) = match kty {
+            "RSA" => {
+                let alg = named_alg.unwrap_or(Algorithm::RS256);
+                if alg.key_family() != super::alg::KeyFamily::Rsa {
+                    return Err(bad("alg does not fit an RSA key"));
+                }
+                let parts = ["n", "e", "d", "p", "q", "dp", "dq", "qi"]
+                    .map(member)
+                    .into_iter()
+                    .collect::<Result<Vec<_>, _>>()?;
+                let der = super::private_jwk::rsa_pkcs1_der(&parts);
+                let pair = RsaKeyPair::from_der(&der)
+                    .map_err(|_| bad("the RSA members do not form a valid key"))?;
+                (alg, Inner::Rsa(pair))
+            }
+            "EC" => {
+                let default = match text("crv") {
+                    Some("P-256") => Algorithm::ES256,
+                    Some("P-384") => Algorithm::ES384,
+                    Some("P-521") => Algorithm::ES512,
+                    _ => return Err(bad("crv must be P-256, P-384 or P-521")),
+                };
+                let alg = named_alg.unwrap_or(default);
+                if alg != default {
+                    return Err(bad("alg does not fit the curve"));
+                }
+                let signing = ecdsa_signing(alg).ok_or(JoseError::SigningFailed)?;
+                let (x, y, d) = (member("x")?, member("y")?, member("d")?);
+                let mut point = vec![4u8];
+                point.extend_from_slice(&x);
+                point.extend_from_slice(&y);
+                let pair = EcdsaKeyPair::from_private_key_and_public_key(signing, &d, &point)
+                    .map_err(|_| bad("the EC members do not form a valid key"))?;
+                (alg, Inner::Ec(pair))
+            }
+            "OKP" => {
+                if text("crv") != Some("Ed25519") {
+                    return Err(bad("only the Ed25519 OKP curve signs"));
+                }
+                let alg = named_alg.unwrap_or(Algorithm::EdDSA);
+                if !matches!(alg, Algorithm::EdDSA | Algorithm::Ed25519) {
+                    return Err(bad("alg does not fit Ed25519"));
+                }
+                let pair = Ed25519KeyPair::from_seed_and_public_key(&member("d")?, &member("x")?)
+                    .map_err(|_| bad("the Ed25519 members do not form a valid key"))?;
+                (alg, Inner::Ed25519(pair))
+            }
+            other => return Err(bad(&format!("kty {other:?} is not a private signing key"))),
+        };
+        let key = Self::named(alg, inner, kid.or_else(|| text("kid").map(str::to_owned)));
+        Ok(key)
+    }
+
+    /// A key with `kid`, or else its RFC 7638 thumbprint as the `kid`.
+    fn named(alg: Algorithm, inner: Inner, kid: Option<String>) -> Self {
         let mut key = Self {
             alg,
             kid: String::new(),
             inner,
         };
         key.kid = kid.unwrap_or_else(|| key.thumbprint());
-        Ok(key)
-    }
-
-    /// Loads a PEM `PRIVATE KEY` (PKCS#8, what `openssl genpkey` writes). Without `alg`, the
-    /// key's type decides: RSA → RS256, P-256 → ES256, P-384 → ES384, P-521 → ES512,
-    /// Ed25519 → EdDSA. Without `kid`, the RFC 7638 thumbprint.
-    pub fn from_pkcs8_pem(
-        pem: &[u8],
-        alg: Option<Algorithm>,
-        kid: Option<String>,
-    ) -> Result<Self, JoseError> {
-        use rustls_pki_types::PrivatePkcs8KeyDer;
-        use rustls_pki_types::pem::PemObject as _;
-        let der = PrivatePkcs8KeyDer::from_pem_slice(pem).map_err(|e| {
-            JoseError::InvalidJwk(format!(
-                "not a PEM PRIVATE KEY (PKCS#8; convert with `openssl pkcs8 -topk8 -nocrypt`): {e}"
-            ))
-        })?;
-        let der = der.secret_pkcs8_der();
-        match alg {
-            Some(alg) => Self::from_pkcs8(alg, der, kid),
-            None => [
-                Algorithm::RS256,
-                Algorithm::ES256,
-                Algorithm::ES384,
-                Algorithm::ES512,
-                Algorithm::EdDSA,
-            ]
-            .into_iter()
-            .find_map(|alg| Self::from_pkcs8(alg, der, kid.clone()).ok())
-            .ok_or_else(|| {
-                JoseError::InvalidJwk(
-                    "the private key is not RSA, P-256, P-384, P-521 or Ed25519".into(),
-                )
-            }),
-        }
+        key
     }
 
     /// A shared-secret key for HS256/384/512 with the given `kid`.
@@ -356,22 +442,15 @@ mod tests {
         ] {
             let key = SigningKey::generate(alg).unwrap();
             let text = pem(&key.to_pkcs8().unwrap());
-            let loaded = SigningKey::from_pkcs8_pem(text.as_bytes(), None, None).unwrap();
+            let loaded = SigningKey::from_pem(text.as_bytes(), None).unwrap();
             assert_eq!(loaded.alg(), alg);
             assert_eq!(loaded.kid(), key.kid(), "{alg:?}: the RFC 7638 thumbprint");
-            let named = SigningKey::from_pkcs8_pem(text.as_bytes(), None, Some("k1".into()));
+            let named = SigningKey::from_pem(text.as_bytes(), Some("k1".into()));
             assert_eq!(named.unwrap().kid(), "k1");
         }
-        let rsa = pem(&SigningKey::generate(Algorithm::RS256)
-            .unwrap()
-            .to_pkcs8()
-            .unwrap());
-        let pss = SigningKey::from_pkcs8_pem(rsa.as_bytes(), Some(Algorithm::PS256), None);
-        assert_eq!(pss.unwrap().alg(), Algorithm::PS256);
-        assert!(SigningKey::from_pkcs8_pem(rsa.as_bytes(), Some(Algorithm::ES256), None).is_err());
-        assert!(SigningKey::from_pkcs8_pem(b"not a key", None, None).is_err());
+        assert!(SigningKey::from_pem(b"not a key", None).is_err());
         let junk = pem(b"\x30\x03\x02\x01\x00");
-        assert!(SigningKey::from_pkcs8_pem(junk.as_bytes(), None, None).is_err());
+        assert!(SigningKey::from_pem(junk.as_bytes(), None).is_err());
     }
 
     #[test]

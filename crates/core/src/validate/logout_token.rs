@@ -72,7 +72,8 @@ impl LogoutTokenValidator {
         {
             return Err(ValidationError::WrongType);
         }
-        let verified = verify_with_key_policy(&self.keys, jwt, AlgorithmSet::default(), true).await?;
+        let verified =
+            verify_with_key_policy(&self.keys, jwt, AlgorithmSet::default(), true).await?;
         let (_, payload) = verified.into_parts();
         let names = READ.map(String::from);
         let claims = scan_object(&payload, &names).map_err(|e| to_jose_error("payload", e))?;
