@@ -321,6 +321,23 @@ async fn bad_settings_exit_2_naming_the_setting() {
             "OIDC_CLIENT_SECRET",
         ),
         (
+            login(&[("OIDC_OP_TOKEN_ENDPOINT", "http://127.0.0.1:1/token")]),
+            "OIDC_OP_JWKS_ENDPOINT",
+        ),
+        (
+            login(&[("OIDC_OP_JWKS_ENDPOINT", "not a url")]),
+            "OIDC_OP_JWKS_ENDPOINT",
+        ),
+        (
+            login(&[("OIDC_OP_JWKS_ENDPOINT", "http://127.0.0.1:1/jwks")]),
+            "OIDC_OP_AUTHORIZATION_ENDPOINT",
+        ),
+        (
+            login(&[("OIDC_OP_JWKS_ENDPOINT", "http://idp.example.com/jwks")]),
+            "OIDC_OP_JWKS_ENDPOINT",
+        ),
+        (login(&[("MAX_PENDING_LOGINS", "0")]), "MAX_PENDING_LOGINS"),
+        (
             login(&[("OIDC_TOKEN_ENDPOINT_AUTH_METHOD", "tls_client_auth")]),
             "OIDC_TOKEN_ENDPOINT_AUTH_METHOD",
         ),

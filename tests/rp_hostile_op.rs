@@ -61,6 +61,16 @@ async fn attempt(base: &str, html: bool) -> Attempt {
     }
 }
 
+/// The gateway in front of `upstream` as the OP's client `app`, plus `extra` settings.
+async fn app_gateway(issuer: &str, upstream: &str, extra: &[(&str, &str)]) -> support::Running {
+    let mut settings = vec![
+        ("OIDC_CLIENT_ID", "app"),
+        ("OIDC_CLIENT_SECRET", "app-secret"),
+    ];
+    settings.extend_from_slice(extra);
+    start_gateway(issuer, upstream, &settings).await
+}
+
 /// The groups the upstream sees for a session.
 async fn upstream_groups(base: &str, session: &str) -> String {
     let seen: Value = client()
@@ -82,12 +92,10 @@ async fn upstream_groups(base: &str, session: &str) -> String {
 async fn every_broken_rule_ends_without_a_session() {
     let op = HostileOp::start("app").await;
     let (upstream, _task) = echo_upstream().await;
-    let gw = start_gateway(
+    let gw = app_gateway(
         &op.issuer,
         &upstream,
         &[
-            ("OIDC_CLIENT_ID", "app"),
-            ("OIDC_CLIENT_SECRET", "app-secret"),
             // Refetch the JWKS for an unknown kid at once (the rotated-key case).
             ("OIDC_JWKS_REFETCH_COOLDOWN", "0s"),
         ],
@@ -193,4 +201,74 @@ async fn every_broken_rule_ends_without_a_session() {
     assert_eq!(foreign.status, StatusCode::FOUND, "{}", foreign.body);
     let session = foreign.session.expect("a session");
     assert_eq!(upstream_groups(base, &session).await, "");
+}
+
+#[tokio::test]
+async fn explicit_endpoints_skip_discovery() {
+    let op = HostileOp::start("app").await;
+    let (upstream, _task) = echo_upstream().await;
+    let i = &op.issuer;
+    let (authorize, token, userinfo, jwks) = (
+        format!("{i}/authorize"),
+        format!("{i}/token"),
+        format!("{i}/userinfo"),
+        format!("{i}/jwks"),
+    );
+    let gw = app_gateway(
+        i,
+        &upstream,
+        &[
+            ("OIDC_OP_AUTHORIZATION_ENDPOINT", authorize.as_str()),
+            ("OIDC_OP_TOKEN_ENDPOINT", token.as_str()),
+            ("OIDC_OP_USER_ENDPOINT", userinfo.as_str()),
+            ("OIDC_OP_JWKS_ENDPOINT", jwks.as_str()),
+            ("OIDC_AUDIENCE", "api"),
+        ],
+    )
+    .await;
+    let ok = attempt(&gw.base_url, false).await;
+    assert_eq!(ok.status, StatusCode::FOUND, "{}", ok.body);
+    assert!(ok.session.is_some());
+    // Userinfo from the explicit endpoint fills the profile of a bare ID token.
+    op.set_fault(Fault::SignedUserinfo);
+    let signed = attempt(&gw.base_url, false).await;
+    let session = signed.session.expect("a session");
+    assert_eq!(
+        upstream_groups(&gw.base_url, &session).await,
+        "admins,users"
+    );
+    assert_eq!(op.discovery_hits(), 0, "discovery is skipped");
+}
+
+#[tokio::test]
+async fn pending_logins_per_browser_are_bounded() {
+    let op = HostileOp::start("app").await;
+    let (upstream, _task) = echo_upstream().await;
+    let gw = app_gateway(&op.issuer, &upstream, &[("MAX_PENDING_LOGINS", "2")]).await;
+    let mut jar = Jar::default();
+    let mut started = Vec::new();
+    for _ in 0..3 {
+        let r = client()
+            .get(format!("{}/login", gw.base_url))
+            .header("cookie", jar.header())
+            .send()
+            .await
+            .unwrap();
+        jar.absorb(r.headers());
+        let live: Vec<String> = jar
+            .0
+            .iter()
+            .filter(|(k, v)| k.starts_with("oidcgate_login.") && !v.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect();
+        started.push(live);
+    }
+    assert_eq!(started[0].len(), 1);
+    assert_eq!(started[1].len(), 2);
+    assert_eq!(
+        started[2].len(),
+        2,
+        "the oldest was dropped: {:?}",
+        started[2]
+    );
 }

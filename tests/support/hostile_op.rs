@@ -61,6 +61,7 @@ struct OpState {
     keys: Mutex<Vec<Arc<SigningKey>>>,
     /// code → nonce.
     codes: Mutex<HashMap<String, String>>,
+    discovery_hits: std::sync::atomic::AtomicUsize,
 }
 
 /// The running provider (stopped on drop).
@@ -90,6 +91,7 @@ impl HostileOp {
             fault: Mutex::new(Fault::None),
             keys: Mutex::new(keys),
             codes: Mutex::new(HashMap::new()),
+            discovery_hits: Default::default(),
         });
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
@@ -106,6 +108,13 @@ impl HostileOp {
             state,
             task,
         }
+    }
+
+    /// How often the discovery document was fetched.
+    pub fn discovery_hits(&self) -> usize {
+        self.state
+            .discovery_hits
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Sets what the next flows get wrong. [`Fault::RotatedKey`] adds a new signing key now.
@@ -126,6 +135,8 @@ fn now() -> i64 {
 }
 
 async fn discovery(State(op): State<Arc<OpState>>) -> Response {
+    op.discovery_hits
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let i = &op.issuer;
     axum::Json(json!({
         "issuer": i,

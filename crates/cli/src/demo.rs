@@ -134,6 +134,8 @@ pub async fn run(args: Args) -> Outcome {
     let config = GatewayConfig {
         issuer: issuer.clone(),
         client_id: Some("demo".into()),
+        endpoints: None,
+        max_pending_logins: 5,
         client_auth: oidcgate_core::client::ClientAuth::SecretBasic(
             oidcgate_core::client::ClientSecret::new("demo-secret"),
         ),

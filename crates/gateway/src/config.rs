@@ -67,6 +67,21 @@ pub struct ServeArgs {
     /// Allow plain http to non-loopback issuers (development only).
     #[arg(long, env = "OIDC_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set)]
     pub oidc_allow_http: bool,
+    /// Explicit authorization endpoint (seed 003); any OIDC_OP_* setting skips discovery.
+    #[arg(long, env = "OIDC_OP_AUTHORIZATION_ENDPOINT")]
+    pub oidc_op_authorization_endpoint: Option<String>,
+    /// Explicit token endpoint.
+    #[arg(long, env = "OIDC_OP_TOKEN_ENDPOINT")]
+    pub oidc_op_token_endpoint: Option<String>,
+    /// Explicit userinfo endpoint.
+    #[arg(long, env = "OIDC_OP_USER_ENDPOINT")]
+    pub oidc_op_user_endpoint: Option<String>,
+    /// Explicit JWKS URI.
+    #[arg(long, env = "OIDC_OP_JWKS_ENDPOINT")]
+    pub oidc_op_jwks_endpoint: Option<String>,
+    /// Explicit end-session endpoint.
+    #[arg(long, env = "OIDC_OP_END_SESSION_ENDPOINT")]
+    pub oidc_op_end_session_endpoint: Option<String>,
     /// Unknown-kid refetch bound per issuer.
     #[arg(long, env = "OIDC_JWKS_REFETCH_COOLDOWN", default_value = "5s")]
     pub oidc_jwks_refetch_cooldown: String,
@@ -140,6 +155,9 @@ pub struct ServeArgs {
     /// Validated-token cache size (0 disables it).
     #[arg(long, env = "TOKEN_CACHE_ENTRIES", default_value_t = 10_000)]
     pub token_cache_entries: usize,
+    /// Pending logins one browser may have at once (1–20); the oldest is dropped beyond.
+    #[arg(long, env = "MAX_PENDING_LOGINS", default_value_t = 5)]
+    pub max_pending_logins: usize,
 }
 
 /// Checked settings.
@@ -149,6 +167,8 @@ pub struct GatewayConfig {
     pub client_id: Option<String>,
     /// How the client authenticates at the token endpoint (secrets redacted in `Debug`).
     pub client_auth: ClientAuth,
+    /// Explicit endpoints (discovery skipped), when any `OIDC_OP_*` is set.
+    pub endpoints: Option<Endpoints>,
     pub redirect_uri: Option<Url>,
     pub scopes: String,
     pub audience: Option<String>,
@@ -170,6 +190,7 @@ pub struct GatewayConfig {
     pub required_scopes: Vec<String>,
     pub upstream_timeout: Duration,
     pub token_cache_entries: usize,
+    pub max_pending_logins: usize,
     pub skip_auth: crate::skip::SkipAuth,
     pub max_header_bytes: usize,
     pub max_body_bytes: u64,
@@ -199,7 +220,87 @@ fn duration(setting: &'static str, v: &str) -> Result<Duration, ConfigError> {
     }
 }
 
+/// The provider's endpoints when configured explicitly (seed 003's `OIDC_OP_*`).
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    pub authorization: Option<Url>,
+    pub token: Option<Url>,
+    pub userinfo: Option<Url>,
+    pub jwks: Url,
+    pub end_session: Option<Url>,
+}
+
 impl ServeArgs {
+    /// The `OIDC_OP_*` endpoints: none set means discovery; any set means all that are needed
+    /// (the JWKS always; authorization and token for login), each an http(s) URL that the
+    /// plain-http policy allows.
+    fn endpoints(&self, login: bool) -> Result<Option<Endpoints>, ConfigError> {
+        let settings = [
+            (
+                "OIDC_OP_AUTHORIZATION_ENDPOINT",
+                &self.oidc_op_authorization_endpoint,
+            ),
+            ("OIDC_OP_TOKEN_ENDPOINT", &self.oidc_op_token_endpoint),
+            ("OIDC_OP_USER_ENDPOINT", &self.oidc_op_user_endpoint),
+            ("OIDC_OP_JWKS_ENDPOINT", &self.oidc_op_jwks_endpoint),
+            (
+                "OIDC_OP_END_SESSION_ENDPOINT",
+                &self.oidc_op_end_session_endpoint,
+            ),
+        ];
+        if settings
+            .iter()
+            .all(|(_, v)| v.as_deref().is_none_or(str::is_empty))
+        {
+            return Ok(None);
+        }
+        let policy = oidcgate_core::http::UrlPolicy {
+            allow_http: self.oidc_allow_http,
+        };
+        let mut urls =
+            settings.iter().map(
+                |(name, value)| match value.as_deref().filter(|v| !v.is_empty()) {
+                    None => Ok(None),
+                    Some(v) => {
+                        let url =
+                            Url::parse(v).map_err(|e| err(name, format!("not a URL: {e}")))?;
+                        policy.check(&url).map_err(|e| err(name, e.to_string()))?;
+                        Ok(Some(url))
+                    }
+                },
+            );
+        let mut next = || urls.next().unwrap_or(Ok(None));
+        let (authorization, token, userinfo, jwks, end_session) =
+            (next()?, next()?, next()?, next()?, next()?);
+        let jwks = jwks.ok_or_else(|| {
+            err(
+                "OIDC_OP_JWKS_ENDPOINT",
+                "required when other OIDC_OP_* endpoints are set (discovery is then skipped)",
+            )
+        })?;
+        if login {
+            if authorization.is_none() {
+                return Err(err(
+                    "OIDC_OP_AUTHORIZATION_ENDPOINT",
+                    "required for login when discovery is skipped",
+                ));
+            }
+            if token.is_none() {
+                return Err(err(
+                    "OIDC_OP_TOKEN_ENDPOINT",
+                    "required for login when discovery is skipped",
+                ));
+            }
+        }
+        Ok(Some(Endpoints {
+            authorization,
+            token,
+            userinfo,
+            jwks,
+            end_session,
+        }))
+    }
+
     /// `OIDC_TOKEN_ENDPOINT_AUTH_METHOD` with its secret or key.
     fn client_auth(&self) -> Result<ClientAuth, ConfigError> {
         let secret = self.oidc_client_secret.clone().filter(|s| !s.is_empty());
@@ -378,6 +479,7 @@ impl ServeArgs {
             issuer,
             client_id: self.oidc_client_id.clone(),
             client_auth: self.client_auth()?,
+            endpoints: self.endpoints(login)?,
             redirect_uri,
             scopes: self.oidc_scopes.clone(),
             audience: self.oidc_audience.clone().filter(|s| !s.is_empty()),
@@ -416,6 +518,10 @@ impl ServeArgs {
                 .unwrap_or_default(),
             upstream_timeout: duration("UPSTREAM_TIMEOUT", &self.upstream_timeout)?,
             token_cache_entries: self.token_cache_entries,
+            max_pending_logins: match self.max_pending_logins {
+                n @ 1..=20 => n,
+                _ => return Err(err("MAX_PENDING_LOGINS", "must be between 1 and 20")),
+            },
             skip_auth: crate::skip::SkipAuth::parse(self.skip_auth_routes.as_deref())?,
             max_header_bytes: match self.max_header_bytes {
                 n if n >= 8192 => n,

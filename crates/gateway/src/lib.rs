@@ -28,7 +28,7 @@ use oidcgate_axum::login::redis::RedisSessions;
 use oidcgate_axum::login::{LoginConfig, OidcLoginLayer, SessionUser};
 use oidcgate_core::client::{ClientConfig, OidcClient};
 use oidcgate_core::http::{HttpClient, ReqwestClient, UrlPolicy};
-use oidcgate_core::provider::KeyCacheConfig;
+use oidcgate_core::provider::{KeyCacheConfig, ProviderMetadata};
 use oidcgate_core::session::SessionKeys;
 use oidcgate_core::validate::{AccessTokenValidator, IssuerPolicy, TokenCacheConfig};
 use serde_json::json;
@@ -107,6 +107,9 @@ pub async fn build(config: GatewayConfig) -> Result<Router, StartError> {
             if config.client_id.as_deref() == Some(audience.as_str()) {
                 policy = policy.require_at_jwt(true);
             }
+            if let Some(endpoints) = &config.endpoints {
+                policy = policy.jwks_uri(endpoints.jwks.clone());
+            }
             let mut builder = AccessTokenValidator::builder()
                 .issuer(policy)
                 .http_client(http.clone())
@@ -142,11 +145,36 @@ pub async fn build(config: GatewayConfig) -> Result<Router, StartError> {
             key_cache,
             ..ClientConfig::public(&config.issuer, client_id)
         };
-        let client = Arc::new(
-            OidcClient::discover(client_config, http.clone())
+        let client = Arc::new(match &config.endpoints {
+            // Seed 003's explicit endpoints: no discovery.
+            Some(e) => OidcClient::from_metadata(
+                client_config,
+                ProviderMetadata {
+                    issuer: config.issuer.clone(),
+                    jwks_uri: e.jwks.clone(),
+                    authorization_endpoint: e.authorization.clone(),
+                    token_endpoint: e.token.clone(),
+                    userinfo_endpoint: e.userinfo.clone(),
+                    end_session_endpoint: e.end_session.clone(),
+                    introspection_endpoint: None,
+                    revocation_endpoint: None,
+                    device_authorization_endpoint: None,
+                    scopes_supported: Vec::new(),
+                    response_types_supported: vec!["code".into()],
+                    id_token_signing_alg_values_supported: Vec::new(),
+                    code_challenge_methods_supported: vec!["S256".into()],
+                    token_endpoint_auth_methods_supported: Vec::new(),
+                    authorization_response_iss_parameter_supported: false,
+                    backchannel_logout_supported: false,
+                    other: Default::default(),
+                },
+                http.clone(),
+                Arc::new(oidcgate_core::clock::SystemClock),
+            ),
+            None => OidcClient::discover(client_config, http.clone())
                 .await
                 .map_err(|e| StartError::Discovery(e.to_string()))?,
-        );
+        });
         let previous: Vec<&[u8]> = config
             .session_secret_previous
             .iter()
@@ -168,6 +196,7 @@ pub async fn build(config: GatewayConfig) -> Result<Router, StartError> {
         login.scopes = config.scopes.clone();
         login.cookie_secure = config.cookie_secure;
         login.session_max_age = config.session_max_age;
+        login.max_pending_logins = config.max_pending_logins;
         // A token passed upstream must be current: keep the tokens and refresh them.
         login.keep_tokens = config.pass_access_token || config.pass_authorization_header;
         let mut home = redirect.clone();

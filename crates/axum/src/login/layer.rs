@@ -46,8 +46,6 @@ use super::session::{SessionData, SessionTokens, SessionUser, request_cookies};
 
 /// Login cookies live this long (DESIGN §3: `Max-Age=600`).
 const LOGIN_MAX_AGE: i64 = 600;
-/// At most this many pending logins per browser.
-const MAX_PENDING_PER_BROWSER: usize = 5;
 const LOGIN_COOKIE_PREFIX: &str = "oidcgate_login.";
 /// Largest form body read (back-channel logout tokens are a few KiB).
 const MAX_FORM_BYTES: usize = 64 * 1024;
@@ -78,6 +76,9 @@ pub struct LoginConfig {
     /// e.g. passed upstream) and refresh them transparently before they expire. Off by
     /// default: the session then holds only the identity and stays small.
     pub keep_tokens: bool,
+    /// Pending logins one browser may have at once (default 5); starting another drops the
+    /// oldest, so the login cookies stay bounded.
+    pub max_pending_logins: usize,
 }
 
 impl LoginConfig {
@@ -102,6 +103,7 @@ impl LoginConfig {
             redis: None,
             form_post: false,
             keep_tokens: false,
+            max_pending_logins: 5,
         }
     }
 
@@ -476,8 +478,9 @@ impl Shared {
             .map(|(k, _)| k)
             .filter(|k| k.starts_with(LOGIN_COOKIE_PREFIX))
             .collect();
-        if existing.len() >= MAX_PENDING_PER_BROWSER {
-            for old in &existing[..existing.len() + 1 - MAX_PENDING_PER_BROWSER] {
+        let most = self.config.max_pending_logins.max(1);
+        if existing.len() >= most {
+            for old in &existing[..existing.len() + 1 - most] {
                 set_cookie(
                     &mut response,
                     format!("{old}={}", self.config.cookie_attributes(0)),
