@@ -344,3 +344,78 @@ async fn replicas_share_one_refresh() {
     let leases = redis.cli(&["--scan", "--pattern", "test:refresh-lease:*"]);
     assert_eq!(leases.trim(), "", "leases are released");
 }
+
+#[tokio::test]
+async fn cookie_sessions_share_revocations_and_refreshes_through_redis() {
+    let port = free_addr().port();
+    let dir = TempDir::new(port);
+    let redis = Redis::start(port, dir.path(), false);
+    let idp = start_server(
+        std::path::Path::new(BIN),
+        &["idp", "--listen", "127.0.0.1:0", "--access-token-ttl", "30"],
+        &[],
+    )
+    .await;
+    let (upstream, _task) = support::gateway::echo_upstream().await;
+    let redirect = format!("http://{}/auth/callback", free_addr());
+    // Sessions stay in the cookie; REDIS_URL only carries the state replicas share.
+    let cookie_store = [("PASS_ACCESS_TOKEN", "true"), ("SESSION_STORE", "cookie")];
+    let a = gateway_with(&idp.base_url, &upstream, &redirect, port, &cookie_store).await;
+    let b = gateway_with(&idp.base_url, &upstream, &redirect, port, &cookie_store).await;
+    let http = client();
+    let mut jar = Jar::default();
+    assert_eq!(
+        app_sign_in(&http, &mut jar, &a.base_url, "/app").await,
+        "/app"
+    );
+    let cookie = format!("oidcgate_session={}", jar.0["oidcgate_session"]);
+    assert!(cookie.len() > 500, "the session is in the cookie");
+    assert!(session_keys(&redis).is_empty(), "no session in Redis");
+
+    // Concurrent requests of one session on both replicas: one refresh between them (a second
+    // redemption of the rotated refresh token would make the IdP revoke the family).
+    let answers = futures_util::future::join_all((0..10).map(|i| {
+        let base = if i % 2 == 0 { &a.base_url } else { &b.base_url };
+        let http = http.clone();
+        let cookie = cookie.clone();
+        async move {
+            let r = http
+                .get(format!("{base}/app"))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            let seen: Value = r.json().await.unwrap();
+            seen["headers"]["x-forwarded-access-token"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        }
+    }))
+    .await;
+    let tokens: std::collections::HashSet<String> = answers.into_iter().collect();
+    assert_eq!(tokens.len(), 1, "{tokens:?}");
+    let results = redis.cli(&["--scan", "--pattern", "test:refresh-result:*"]);
+    assert_eq!(
+        results.lines().count(),
+        1,
+        "one published result: {results}"
+    );
+    let stored = redis.cli(&["GET", results.trim()]);
+    let token = tokens.into_iter().next().unwrap_or_default();
+    assert!(
+        !stored.contains(&token[..20]),
+        "results are encrypted at rest"
+    );
+
+    // Logout on A ends the session on B too.
+    let r = get(&a.base_url, "/logout", &cookie).await;
+    assert_eq!(r.status(), StatusCode::FOUND);
+    assert_eq!(
+        get(&b.base_url, "/app", &cookie).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let revoked = redis.cli(&["--scan", "--pattern", "test:revoked:id:*"]);
+    assert_eq!(revoked.lines().count(), 1, "{revoked}");
+}

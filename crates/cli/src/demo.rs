@@ -135,6 +135,7 @@ pub async fn run(args: Args) -> Outcome {
         issuer: issuer.clone(),
         client_id: Some("demo".into()),
         endpoints: None,
+        redis_sessions: false,
         max_pending_logins: 5,
         client_auth: oidcgate_core::client::ClientAuth::SecretBasic(
             oidcgate_core::client::ClientSecret::new("demo-secret"),

@@ -197,6 +197,8 @@ pub struct GatewayConfig {
     pub header_read_timeout: Duration,
     pub upstream_max_connections: usize,
     pub redis_url: Option<String>,
+    /// SESSION_STORE=redis (else cookies, with `redis_url` only for shared state).
+    pub redis_sessions: bool,
     pub redis_key_prefix: String,
     pub session_cache_ttl: Duration,
 }
@@ -405,13 +407,24 @@ impl ServeArgs {
                 "only http:// upstreams are supported (the gateway and the app share a host or network)",
             ));
         }
-        let redis_url = match self.session_store.as_str() {
-            "cookie" => None,
-            "redis" => {
-                let url = self
-                    .redis_url
-                    .clone()
-                    .ok_or_else(|| err("REDIS_URL", "required when SESSION_STORE=redis"))?;
+        let redis_sessions = match self.session_store.as_str() {
+            "cookie" => false,
+            "redis" => true,
+            other => {
+                return Err(err(
+                    "SESSION_STORE",
+                    format!("{other:?}: expected `cookie` or `redis`"),
+                ));
+            }
+        };
+        // With SESSION_STORE=redis, Redis holds the sessions; with cookies, REDIS_URL (when
+        // set) holds the state replicas share: revocations and refresh coordination.
+        let redis_url = match self.redis_url.clone().filter(|u| !u.is_empty()) {
+            None if redis_sessions => {
+                return Err(err("REDIS_URL", "required when SESSION_STORE=redis"));
+            }
+            None => None,
+            Some(url) => {
                 if !(url.starts_with("redis://")
                     || url.starts_with("rediss://")
                     || url.starts_with("redis+unix://")
@@ -423,12 +436,6 @@ impl ServeArgs {
                     ));
                 }
                 Some(url)
-            }
-            other => {
-                return Err(err(
-                    "SESSION_STORE",
-                    format!("{other:?}: expected `cookie` or `redis`"),
-                ));
             }
         };
         let login = self.oidc_client_id.is_some()
@@ -530,6 +537,7 @@ impl ServeArgs {
             max_body_bytes: self.max_body_bytes,
             header_read_timeout: duration("HEADER_READ_TIMEOUT", &self.header_read_timeout)?,
             redis_url,
+            redis_sessions,
             redis_key_prefix: self.redis_key_prefix.clone(),
             session_cache_ttl: duration("SESSION_CACHE_TTL", &self.session_cache_ttl)?,
             upstream_max_connections: match self.upstream_max_connections {

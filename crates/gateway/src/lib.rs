@@ -190,8 +190,13 @@ pub async fn build(config: GatewayConfig) -> Result<Router, StartError> {
                 RedisSessions::connect(url, &config.redis_key_prefix, config.session_cache_ttl)
                     .await
                     .map_err(|e| StartError::Store(e.to_string()))?;
-            login.redis = Some(Arc::new(redis));
-            redis_store = login.redis.clone();
+            let redis = Arc::new(redis);
+            if config.redis_sessions {
+                login.redis = Some(redis.clone());
+            } else {
+                login.shared_state = Some(redis.clone());
+            }
+            redis_store = Some(redis);
         }
         login.scopes = config.scopes.clone();
         login.cookie_secure = config.cookie_secure;

@@ -40,8 +40,8 @@ use tower_service::Service;
 
 use super::pages::error_response;
 use super::redirect::safe_return_path;
-use super::redis::{RedisSessions, StoreError};
-use super::refresh::{self, Job, Outcome, Refresher};
+use super::redis::{RedisSessions, RevokedKind, StoreError};
+use super::refresh::{self, Coordination, Job, Outcome, Refresher};
 use super::session::{SessionData, SessionTokens, SessionUser, request_cookies};
 
 /// Login cookies live this long (DESIGN §3: `Max-Age=600`).
@@ -72,6 +72,10 @@ pub struct LoginConfig {
     /// Ask for `response_mode=form_post` (used only with secure cookies: the pending-login
     /// cookie must then be `SameSite=None`, which browsers accept only with `Secure`).
     pub form_post: bool,
+    /// With the cookie store: Redis for the server state replicas share (DESIGN §2) — the
+    /// revocation list, refresh leases and refresh results. Without it that state is per
+    /// process. (With the Redis store, [`Self::redis`] already shares everything.)
+    pub shared_state: Option<Arc<RedisSessions>>,
     /// Keep the access and refresh tokens in the session (for [`SessionData::access_token`],
     /// e.g. passed upstream) and refresh them transparently before they expire. Off by
     /// default: the session then holds only the identity and stays small.
@@ -101,6 +105,7 @@ impl LoginConfig {
             backchannel_logout_path: "/auth/backchannel-logout".into(),
             post_logout_redirect_uri: None,
             redis: None,
+            shared_state: None,
             form_post: false,
             keep_tokens: false,
             max_pending_logins: 5,
@@ -377,8 +382,37 @@ impl Shared {
                 }
             }
         };
-        Ok((data.expires_at > now() && !self.revoked.is_revoked(&data))
-            .then_some(Loaded { data, ticket }))
+        if data.expires_at <= now() || self.revoked.is_revoked(&data) {
+            return Ok(None);
+        }
+        if let Some(shared) = self.shared()
+            && shared.is_revoked(&data).await?
+        {
+            return Ok(None);
+        }
+        Ok(Some(Loaded { data, ticket }))
+    }
+
+    /// Redis for shared state when sessions live in cookies.
+    fn shared(&self) -> Option<&Arc<RedisSessions>> {
+        self.config
+            .shared_state
+            .as_ref()
+            .filter(|_| self.config.redis.is_none())
+    }
+
+    /// Puts a revocation on the shared list, when there is one.
+    async fn share_revocation(
+        &self,
+        kind: RevokedKind,
+        value: &str,
+        before: i64,
+        until: i64,
+    ) -> Result<(), StoreError> {
+        match self.shared() {
+            Some(shared) => shared.revoke(kind, value, before, until).await,
+            None => Ok(()),
+        }
     }
 
     /// The session of a request with its tokens refreshed when they are due, and what the
@@ -394,15 +428,16 @@ impl Shared {
         if !refresh::due(&loaded.data, now) {
             return Ok((Some(loaded.data), CookieUpdate::None));
         }
+        let redis_ticket = loaded.ticket.clone();
         let job = Job {
             client: self.config.client.clone(),
-            redis: match (&self.config.redis, loaded.ticket) {
-                (Some(redis), Some(ticket)) => Some((redis.clone(), ticket)),
-                _ => None,
+            coordination: match (&self.config.redis, loaded.ticket, &self.config.shared_state) {
+                (Some(redis), Some(ticket), _) => Coordination::Store(redis.clone(), ticket),
+                (None, _, Some(shared)) => Coordination::Shared(shared.clone()),
+                _ => Coordination::Local,
             },
             session: loaded.data.clone(),
         };
-        let redis_ticket = job.redis.as_ref().map(|(_, t)| t.clone());
         match self.refresher.refresh(job).await {
             Outcome::Refreshed(next) => {
                 // Redis already holds the new session under the same ticket.
@@ -416,6 +451,13 @@ impl Shared {
             Outcome::Rejected(why) => {
                 tracing::info!(reason = %why, "session ended: its tokens could not be refreshed");
                 self.revoked.revoke(&loaded.data.id, loaded.data.expires_at);
+                let data = &loaded.data;
+                if let Err(e) = self
+                    .share_revocation(RevokedKind::Session, &data.id, 0, data.expires_at)
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not share the ended session's revocation; it is revoked in this process");
+                }
                 if let (Some(redis), Some(ticket)) = (&self.config.redis, redis_ticket)
                     && let Err(e) = redis.delete(&ticket).await
                 {
@@ -796,16 +838,27 @@ impl Shared {
             Ok(request) => {
                 let until =
                     now() + i64::try_from(self.config.session_max_age.as_secs()).unwrap_or(86_400);
-                if let Some(sid) = &request.sid {
+                let shared = if let Some(sid) = &request.sid {
                     self.revoked.revoke_idp_session(sid, until);
+                    self.share_revocation(RevokedKind::IdpSession, sid, 0, until)
+                        .await
                 } else if let Some(sub) = &request.sub {
                     self.revoked.revoke_subject(sub, request.iat, until);
-                }
-                if let Some(redis) = &self.config.redis
-                    && let Err(e) = redis
-                        .delete_indexed(request.sid.as_deref(), request.sub.as_deref())
+                    self.share_revocation(RevokedKind::Subject, sub, request.iat, until)
                         .await
-                {
+                } else {
+                    Ok(())
+                };
+                let deleted = match &self.config.redis {
+                    Some(redis) => {
+                        redis
+                            .delete_indexed(request.sid.as_deref(), request.sub.as_deref())
+                            .await
+                    }
+                    None => Ok(()),
+                };
+                if let Err(e) = shared.and(deleted) {
+                    // The provider retries a failed delivery; other replicas must hear of it.
                     tracing::warn!(error = %e, "back-channel logout could not reach Redis");
                     return error_response(
                         &json,
@@ -838,6 +891,12 @@ impl Shared {
         let session = self.session(headers).await.ok().flatten().map(|l| l.data);
         if let Some(s) = &session {
             self.revoked.revoke(&s.id, s.expires_at);
+            if let Err(e) = self
+                .share_revocation(RevokedKind::Session, &s.id, 0, s.expires_at)
+                .await
+            {
+                tracing::warn!(error = %e, "could not share the logout through Redis; the session is revoked in this process");
+            }
         }
         if let Some(redis) = &self.config.redis {
             let cookies = request_cookies(headers);

@@ -6,6 +6,12 @@
 //! `{prefix}sid:{idp sid}` / `{prefix}sub:{sub}` so a back-channel logout can end every
 //! session of an IdP session or user. A bounded in-process cache keeps decoded sessions for
 //! `SESSION_CACHE_TTL` (other replicas see a logout within it).
+//!
+//! With the cookie store, the same connection holds the server state that replicas share
+//! (DESIGN §2): the revocation list `{prefix}revoked:{id|sid|sub}:{hex}` (checked on every
+//! request, cached for `SESSION_CACHE_TTL`), refresh leases, and refresh results
+//! `{prefix}refresh-result:{hex SHA-256(old refresh token)}`, encrypted with a key derived from
+//! the old refresh token, so only a holder of that token can read the new ones.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +40,30 @@ const MAX_CACHED: usize = 10_000;
 /// opened them (a cache hit needs the same key, as a Redis read would).
 type Cache = HashMap<[u8; ID_LEN], (Instant, [u8; KEY_LEN], Arc<SessionData>)>;
 
+/// Revocation answers by session id, with the time they were read.
+type RevokedCache = HashMap<String, (Instant, bool)>;
+
+/// What a revocation entry names.
+#[derive(Debug, Clone, Copy)]
+pub enum RevokedKind {
+    /// One session (its id), ended by `/logout` or a refused refresh.
+    Session,
+    /// Every session of an IdP session (`sid`), by back-channel logout.
+    IdpSession,
+    /// Every session of a user (`sub`) that started before the given time.
+    Subject,
+}
+
+impl RevokedKind {
+    fn tag(self) -> &'static str {
+        match self {
+            Self::Session => "id",
+            Self::IdpSession => "sid",
+            Self::Subject => "sub",
+        }
+    }
+}
+
 /// A held refresh lease (`{prefix}refresh-lease:{id}`), released with
 /// [`RedisSessions::release`] or by its expiry.
 pub struct RefreshLease {
@@ -47,6 +77,7 @@ pub struct RedisSessions {
     prefix: String,
     cache_ttl: Duration,
     cache: Mutex<Cache>,
+    revoked_cache: Mutex<RevokedCache>,
     /// Failed Redis operations since start (for `/metrics`).
     errors: AtomicU64,
 }
@@ -79,6 +110,7 @@ impl RedisSessions {
             prefix: prefix.to_owned(),
             cache_ttl,
             cache: Mutex::new(HashMap::new()),
+            revoked_cache: Mutex::new(HashMap::new()),
             errors: AtomicU64::new(0),
         })
     }
@@ -252,19 +284,16 @@ impl RedisSessions {
 
     /// Takes the cross-replica refresh lease of a session (`SET NX PX`): `Ok(None)` when
     /// another process holds it.
+    /// `of` names the session: its ticket id (Redis store) or its session id (cookie store).
     pub async fn try_lease(
         &self,
-        ticket: &[u8],
+        of: &[u8],
         hold: Duration,
     ) -> Result<Option<RefreshLease>, StoreError> {
         let mut token = [0u8; 16];
         aws_lc_rs::rand::fill(&mut token).map_err(|_| StoreError("no randomness".into()))?;
         let lease = RefreshLease {
-            key: format!(
-                "{}refresh-lease:{}",
-                self.prefix,
-                hex(&ticket[..ID_LEN.min(ticket.len())])
-            ),
+            key: format!("{}refresh-lease:{}", self.prefix, hex(of)),
             token: hex(&token),
         };
         let mut conn = self.manager.clone();
@@ -293,6 +322,140 @@ impl RedisSessions {
             .await
             .map(|_| ())
             .map_err(|e| self.failed(e))
+    }
+
+    /// Adds to the shared revocation list until `until` (unix seconds). For
+    /// [`RevokedKind::Subject`], `before` is the time before which that user's sessions end.
+    pub async fn revoke(
+        &self,
+        kind: RevokedKind,
+        value: &str,
+        before: i64,
+        until: i64,
+    ) -> Result<(), StoreError> {
+        let ttl = u64::try_from(until - now()).unwrap_or(1).max(1);
+        let mut conn = self.manager.clone();
+        conn.set_ex::<_, _, ()>(self.revoked_key(kind, value), before, ttl)
+            .await
+            .map_err(|e| self.failed(e))?;
+        self.revoked_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        Ok(())
+    }
+
+    fn revoked_key(&self, kind: RevokedKind, value: &str) -> String {
+        format!(
+            "{}revoked:{}:{}",
+            self.prefix,
+            kind.tag(),
+            hex(value.as_bytes())
+        )
+    }
+
+    /// Whether the shared revocation list ends `session` (one round trip for its id, IdP
+    /// session and user; answers cached for `SESSION_CACHE_TTL`).
+    pub async fn is_revoked(&self, session: &SessionData) -> Result<bool, StoreError> {
+        if !self.cache_ttl.is_zero()
+            && let Some((at, revoked)) = self
+                .revoked_cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&session.id)
+            && at.elapsed() < self.cache_ttl
+        {
+            return Ok(*revoked);
+        }
+        let mut keys = vec![
+            self.revoked_key(RevokedKind::Session, &session.id),
+            self.revoked_key(RevokedKind::Subject, &session.sub),
+        ];
+        if let Some(sid) = &session.idp_sid {
+            keys.push(self.revoked_key(RevokedKind::IdpSession, sid));
+        }
+        let mut conn = self.manager.clone();
+        let found: Vec<Option<i64>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))?;
+        let revoked = found.first().is_some_and(Option::is_some)
+            || found
+                .get(1)
+                .copied()
+                .flatten()
+                .is_some_and(|before| session.created_at <= before)
+            || found.get(2).is_some_and(Option::is_some);
+        if !self.cache_ttl.is_zero() {
+            let mut cache = self.revoked_cache.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() >= MAX_CACHED {
+                cache.clear();
+            }
+            cache.insert(session.id.clone(), (Instant::now(), revoked));
+        }
+        Ok(revoked)
+    }
+
+    /// Publishes a refresh result for replicas that still hold `old_refresh_token`, for
+    /// `ttl`; sealed with a key derived from that token.
+    pub async fn put_refresh_result(
+        &self,
+        old_refresh_token: &str,
+        result: &[u8],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let (name, key) = self.result_key(old_refresh_token)?;
+        let sealing = RandomizedNonceKey::new(&AES_256_GCM, &key)
+            .map_err(|_| StoreError("bad key".into()))?;
+        let mut value = result.to_vec();
+        let nonce = sealing
+            .seal_in_place_append_tag(Aad::from(name.as_bytes()), &mut value)
+            .map_err(|_| StoreError("seal failed".into()))?;
+        let mut stored = nonce.as_ref().to_vec();
+        stored.extend_from_slice(&value);
+        let mut conn = self.manager.clone();
+        conn.set_ex::<_, _, ()>(&name, stored, ttl.as_secs().max(1))
+            .await
+            .map_err(|e| self.failed(e))
+    }
+
+    /// The refresh result another replica published for `old_refresh_token`, if any.
+    pub async fn refresh_result(
+        &self,
+        old_refresh_token: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let (name, key) = self.result_key(old_refresh_token)?;
+        let mut conn = self.manager.clone();
+        let stored: Option<Vec<u8>> = conn.get(&name).await.map_err(|e| self.failed(e))?;
+        let Some(mut stored) = stored.filter(|s| s.len() >= 12 + 16) else {
+            return Ok(None);
+        };
+        let opening = RandomizedNonceKey::new(&AES_256_GCM, &key)
+            .map_err(|_| StoreError("bad key".into()))?;
+        let mut sealed = stored.split_off(12);
+        let Ok(nonce) = Nonce::try_assume_unique_for_key(&stored) else {
+            return Ok(None);
+        };
+        Ok(opening
+            .open_in_place(nonce, Aad::from(name.as_bytes()), &mut sealed)
+            .ok()
+            .map(|plain| plain.to_vec()))
+    }
+
+    /// The Redis key (SHA-256 of the token) and the AES key (HKDF of the token) of a result.
+    fn result_key(&self, old_refresh_token: &str) -> Result<(String, [u8; 32]), StoreError> {
+        use aws_lc_rs::hkdf;
+        let digest =
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, old_refresh_token.as_bytes());
+        let name = format!("{}refresh-result:{}", self.prefix, hex(digest.as_ref()));
+        let mut key = [0u8; 32];
+        hkdf::Salt::new(hkdf::HKDF_SHA256, b"oidcgate")
+            .extract(old_refresh_token.as_bytes())
+            .expand(&[b"refresh-result-v1"], hkdf::HKDF_SHA256)
+            .and_then(|okm| okm.fill(&mut key))
+            .map_err(|_| StoreError("key derivation failed".into()))?;
+        Ok((name, key))
     }
 
     /// Ends the session of a ticket.

@@ -9,8 +9,9 @@
 //! - a **refresh-result cache** maps SHA-256(old refresh token) to the new tokens for 60 s, so a
 //!   request that still carries the pre-refresh cookie adopts them instead of redeeming again;
 //! - with Redis, a `SET NX PX` lease lets one replica refresh; the others wait for its write
-//!   and re-read the session. The lease holder re-reads too before redeeming, in case another
-//!   replica finished just before.
+//!   and re-read the session (Redis store) or adopt the result it published, encrypted under
+//!   the old refresh token (cookie store with shared state). The lease holder re-reads too
+//!   before redeeming, in case another replica finished just before.
 //!
 //! A refreshed ID token must be for the same `sub`, and a `nonce` in it must be the login's.
 
@@ -139,11 +140,42 @@ fn with_tokens(
     Arc::new(next)
 }
 
+/// Where replicas coordinate a refresh.
+pub enum Coordination {
+    /// One process: the single flight and the result cache are enough.
+    Local,
+    /// The Redis session store: a lease by ticket id; the winner rewrites the session in place
+    /// and the others re-read it.
+    Store(Arc<RedisSessions>, Vec<u8>),
+    /// Cookie sessions with Redis for shared state: a lease by session id; the winner publishes
+    /// the new tokens (encrypted, by SHA-256 of the old refresh token) and the others adopt them.
+    Shared(Arc<RedisSessions>),
+}
+
 /// Everything one refresh needs, owned (it runs in its own task).
 pub struct Job {
     pub client: Arc<OidcClient>,
-    pub redis: Option<(Arc<RedisSessions>, Vec<u8>)>,
+    pub coordination: Coordination,
     pub session: Arc<SessionData>,
+}
+
+/// A refresh result as replicas exchange it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Published {
+    tokens: SessionTokens,
+    id_token: Option<String>,
+}
+
+/// The result another replica published for `old`, if any.
+async fn published(
+    redis: &RedisSessions,
+    session: &SessionData,
+    old: &str,
+) -> Result<Option<Arc<SessionData>>, String> {
+    let found = redis.refresh_result(old).await.map_err(|e| e.to_string())?;
+    Ok(found
+        .and_then(|bytes| serde_json::from_slice::<Published>(&bytes).ok())
+        .map(|p| with_tokens(session, p.tokens, p.id_token)))
 }
 
 impl Refresher {
@@ -247,9 +279,35 @@ async fn run(job: Job, key: [u8; 32], results: Arc<Results>) -> Outcome {
     let Some(old) = tokens.refresh_token.as_deref() else {
         return Outcome::Rejected("the session has no refresh token".into());
     };
-    let lease = match &job.redis {
-        None => None,
-        Some((redis, ticket)) => match redis.try_lease(ticket, LEASE_HOLD).await {
+    let lease = match &job.coordination {
+        Coordination::Local => None,
+        Coordination::Shared(redis) => {
+            match published(redis, session, old).await {
+                Err(e) => return Outcome::Unavailable(e),
+                Ok(Some(next)) => return Outcome::Refreshed(next),
+                Ok(None) => {}
+            }
+            match redis.try_lease(session.id.as_bytes(), LEASE_HOLD).await {
+                Err(e) => return Outcome::Unavailable(e.to_string()),
+                Ok(None) => return wait_for_result(redis, session, old).await,
+                // Re-read: the previous holder may have published just before.
+                Ok(Some(lease)) => match published(redis, session, old).await {
+                    Ok(Some(next)) => {
+                        let _ = redis.release(lease).await;
+                        return Outcome::Refreshed(next);
+                    }
+                    Ok(None) => Some(lease),
+                    Err(e) => {
+                        let _ = redis.release(lease).await;
+                        return Outcome::Unavailable(e);
+                    }
+                },
+            }
+        }
+        Coordination::Store(redis, ticket) => match redis
+            .try_lease(&ticket[..ticket.len().min(16)], LEASE_HOLD)
+            .await
+        {
             Err(e) => return Outcome::Unavailable(e.to_string()),
             Ok(None) => return wait_for_peer(redis, ticket, old).await,
             Ok(Some(lease)) => match redis.load_fresh(ticket).await {
@@ -289,15 +347,32 @@ async fn run(job: Job, key: [u8; 32], results: Arc<Results>) -> Outcome {
                 key,
                 (Instant::now(), fresh.clone(), response.id_token.clone()),
             );
+            let published = serde_json::to_vec(&Published {
+                tokens: fresh.clone(),
+                id_token: response.id_token.clone(),
+            });
             let next = with_tokens(session, fresh, response.id_token);
-            if let Some((redis, ticket)) = &job.redis {
-                match redis.update(ticket, &next).await {
+            match &job.coordination {
+                Coordination::Local => {}
+                Coordination::Store(redis, ticket) => match redis.update(ticket, &next).await {
                     Ok(true) => {}
                     Ok(false) => {
                         tracing::info!("the session ended during its refresh");
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "refreshed tokens could not be written to Redis; other replicas may refresh again")
+                    }
+                },
+                Coordination::Shared(redis) => {
+                    let put = match &published {
+                        Ok(bytes) => redis
+                            .put_refresh_result(old, bytes, RESULT_TTL)
+                            .await
+                            .map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    if let Err(e) = put {
+                        tracing::warn!(error = %e, "the refresh result could not be shared through Redis; other replicas may refresh again");
                     }
                 }
             }
@@ -306,7 +381,11 @@ async fn run(job: Job, key: [u8; 32], results: Arc<Results>) -> Outcome {
         }
         Err(e) => classify(e),
     };
-    if let (Some((redis, _)), Some(lease)) = (&job.redis, lease)
+    let holder = match &job.coordination {
+        Coordination::Local => None,
+        Coordination::Store(redis, _) | Coordination::Shared(redis) => Some(redis),
+    };
+    if let (Some(redis), Some(lease)) = (holder, lease)
         && let Err(e) = redis.release(lease).await
     {
         tracing::warn!(error = %e, "could not release the refresh lease; it expires by itself");
@@ -342,6 +421,20 @@ async fn wait_for_peer(redis: &RedisSessions, ticket: &[u8], old: &str) -> Outco
             Ok(Some(current)) if moved_on(&current, old) => return Outcome::Refreshed(current),
             Ok(Some(_)) => {}
             Err(e) => return Outcome::Unavailable(e.to_string()),
+        }
+    }
+    Outcome::Unavailable("another replica's refresh did not finish in time".into())
+}
+
+/// Another replica holds the lease of a cookie session: wait for its published result.
+async fn wait_for_result(redis: &RedisSessions, session: &SessionData, old: &str) -> Outcome {
+    let deadline = Instant::now() + WAIT_FOR_PEER;
+    while Instant::now() < deadline {
+        tokio::time::sleep(PEER_POLL).await;
+        match published(redis, session, old).await {
+            Ok(Some(next)) => return Outcome::Refreshed(next),
+            Ok(None) => {}
+            Err(e) => return Outcome::Unavailable(e),
         }
     }
     Outcome::Unavailable("another replica's refresh did not finish in time".into())
