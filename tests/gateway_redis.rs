@@ -275,8 +275,17 @@ async fn unreachable_redis_at_start_names_the_setting() {
 }
 
 /// The access token the JSON echo upstream saw, or the status when it was not reached.
-async fn token_through(base: &str, cookie: &str) -> Result<String, StatusCode> {
-    let r = get(base, "/app", cookie).await;
+async fn token_through(
+    http: &reqwest::Client,
+    base: &str,
+    cookie: &str,
+) -> Result<String, StatusCode> {
+    let r = http
+        .get(format!("{base}/app"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
     if r.status() != StatusCode::OK {
         return Err(r.status());
     }
@@ -296,10 +305,12 @@ async fn replicas_share_one_refresh() {
     let port = free_addr().port();
     let dir = TempDir::new(port);
     let redis = Redis::start(port, dir.path(), false);
-    // 30-second access tokens: every request below finds the session's token due.
+    // 64-second access tokens: due (under 60 s left) 4 s after they are issued, so each round
+    // below waits 5 s and then finds the token due, while the token its refresh brings is not
+    // due for the next 4 s (every request of the round sees it as fresh).
     let idp = start_server(
         std::path::Path::new(BIN),
-        &["idp", "--listen", "127.0.0.1:0", "--access-token-ttl", "30"],
+        &["idp", "--listen", "127.0.0.1:0", "--access-token-ttl", "64"],
         &[],
     )
     .await;
@@ -317,13 +328,19 @@ async fn replicas_share_one_refresh() {
     let cookie = format!("oidcgate_session={}", jar.0["oidcgate_session"]);
 
     let mut previous = std::collections::HashSet::new();
-    for round in 0..3 {
-        // Ten concurrent requests split over both replicas: one refresh for all of them (a
-        // second redemption of the rotated refresh token would make the IdP revoke the family
-        // and end the session in the next round).
-        let requests = (0..10).map(|i| {
+    for round in 0..2 {
+        // Concurrent requests (1,000 in the first round) split over both replicas: one refresh
+        // for all of them (a second redemption of the rotated refresh token would make the IdP
+        // revoke the family and end the session in the next round).
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        let n = if round == 0 {
+            support::concurrency(1000)
+        } else {
+            10
+        };
+        let requests = (0..n).map(|i| {
             let base = if i % 2 == 0 { &a.base_url } else { &b.base_url };
-            token_through(base, &cookie)
+            token_through(&http, base, &cookie)
         });
         let tokens: std::collections::HashSet<String> = futures_util::future::join_all(requests)
             .await

@@ -1,6 +1,7 @@
 //! Transparent session refresh through `oidcgate serve` with the cookie store, against the
 //! built-in IdP issuing 30-second access tokens (so every request finds its token due): the
-//! upstream gets a current access token, concurrent requests of one session share one refresh,
+//! upstream gets a current access token, 1,000 concurrent requests of one session share one
+//! refresh,
 //! a request still carrying the pre-refresh cookie adopts the new tokens instead of redeeming
 //! the rotated refresh token again (the IdP would revoke the whole family), an IdP outage keeps
 //! the session while its token lasts, and a refused refresh ends the session cleanly.
@@ -22,10 +23,15 @@ async fn idp(listen: &str) -> Running {
     .await
 }
 
-/// One request through the gateway: status, the access token the upstream saw, and the
+/// One request through the gateway (one shared client: building a client per request would
+/// make the test's own process the bottleneck): status, the access token the upstream saw, and the
 /// session cookie the response set (`Some("")` when it cleared it).
-async fn through(base: &str, cookie: &str) -> (StatusCode, Option<String>, Option<String>) {
-    let r = client()
+async fn through(
+    http: &reqwest::Client,
+    base: &str,
+    cookie: &str,
+) -> (StatusCode, Option<String>, Option<String>) {
+    let r = http
         .get(format!("{base}/app"))
         .header("cookie", cookie)
         .send()
@@ -81,15 +87,19 @@ async fn cookie_sessions_refresh_once_and_end_cleanly() {
     let first = format!("oidcgate_session={}", jar.0["oidcgate_session"]);
 
     // The token is due: this request refreshes it, passes the new one on and reseals the cookie.
-    let (status, t1, set) = through(base, &first).await;
+    let (status, t1, set) = through(&http, base, &first).await;
     assert_eq!(status, StatusCode::OK);
     let t1 = t1.expect("the session's access token goes upstream");
     assert!(valid_for_alice(&issuer, &t1).await);
     let second = format!("oidcgate_session={}", set.expect("a resealed cookie"));
     assert_ne!(second, first);
 
-    // Eight concurrent requests of one session: one refresh, one new token for all.
-    let answers = futures_util::future::join_all((0..8).map(|_| through(base, &second))).await;
+    // A thousand concurrent requests of one session at its token's expiry: one refresh, one
+    // new token for all (a second redemption of the rotated refresh token would make the IdP
+    // revoke the family, and the requests after it would fail).
+    let n = support::concurrency(1000);
+    let answers =
+        futures_util::future::join_all((0..n).map(|_| through(&http, base, &second))).await;
     let mut seen = std::collections::HashSet::new();
     let mut third = None;
     for (status, token, set) in answers {
@@ -109,10 +119,10 @@ async fn cookie_sessions_refresh_once_and_end_cleanly() {
 
     // A late request with the pre-refresh cookie adopts the same tokens (no second redemption:
     // the IdP would revoke the family, and the newest cookie's refresh below would fail).
-    let (status, adopted, _) = through(base, &second).await;
+    let (status, adopted, _) = through(&http, base, &second).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(adopted.as_deref(), Some(t2.as_str()));
-    let (status, t3, set) = through(base, &third).await;
+    let (status, t3, set) = through(&http, base, &third).await;
     assert_eq!(status, StatusCode::OK);
     let t3 = t3.unwrap_or_default();
     assert!(t3 != t2 && valid_for_alice(&issuer, &t3).await);
@@ -121,7 +131,7 @@ async fn cookie_sessions_refresh_once_and_end_cleanly() {
     // The IdP goes down: the session goes on with its still-valid token, cookie untouched.
     drop(provider);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let (status, kept, set) = through(base, &fourth).await;
+    let (status, kept, set) = through(&http, base, &fourth).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(kept.as_deref(), Some(t3.as_str()));
     assert_eq!(set, None);
@@ -131,11 +141,11 @@ async fn cookie_sessions_refresh_once_and_end_cleanly() {
     // and the API client gets a 401, never a 500.
     let _provider = idp(&idp_addr).await;
     tokio::time::sleep(std::time::Duration::from_secs(6)).await;
-    let (status, _, set) = through(base, &fourth).await;
+    let (status, _, set) = through(&http, base, &fourth).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(set.as_deref(), Some(""), "the session cookie is cleared");
     // The ended session stays ended, with the old cookie too.
-    let (status, _, _) = through(base, &third).await;
+    let (status, _, _) = through(&http, base, &third).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     // One count per refresh attempt, not per request that shared or adopted it.

@@ -326,3 +326,24 @@ pub fn pkcs8_pem(key: &oidcgate_core::jose::sign::SigningKey) -> String {
         lines.join("\n")
     )
 }
+
+/// `wanted` concurrent connections, or fewer when this process may not open enough files
+/// (each request here holds a client socket and, through an in-process upstream, a server
+/// socket); says so on stderr when it cuts.
+pub fn concurrency(wanted: usize) -> usize {
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            limits
+                .lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|n| n.parse::<usize>().ok())
+        })
+        .unwrap_or(1024);
+    let fits = soft.saturating_sub(200) / 3;
+    if fits < wanted {
+        eprintln!("open-file limit {soft}: {fits} concurrent requests instead of {wanted}");
+    }
+    wanted.min(fits).max(10)
+}
