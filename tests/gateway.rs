@@ -57,6 +57,7 @@ async fn login_identity_headers_and_spoofing() {
         .header("x-auth-request-user", "evil")
         .header("X_Auth_Request_Email", "evil@example.com")
         .header("x-forwarded-access-token", "forged")
+        .header("authorization", "Bearer forged")
         .send()
         .await
         .unwrap()
@@ -74,6 +75,10 @@ async fn login_identity_headers_and_spoofing() {
         "underscore variant stripped: {h}"
     );
     assert!(h.get("x-forwarded-access-token").is_none());
+    assert!(
+        h.get("authorization").is_none(),
+        "an unvalidated Authorization header never goes upstream: {h}"
+    );
     let cookie = h["cookie"].as_str().unwrap_or_default();
     assert!(
         cookie.contains("app_cookie=keep") && !cookie.contains("oidcgate_session"),

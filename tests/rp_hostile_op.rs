@@ -272,3 +272,34 @@ async fn pending_logins_per_browser_are_bounded() {
         started[2]
     );
 }
+
+#[tokio::test]
+async fn email_rules_need_a_verified_address_and_groups_come_from_the_configured_claim() {
+    let op = HostileOp::start("app").await;
+    let (upstream, _task) = echo_upstream().await;
+    let gw = app_gateway(
+        &op.issuer,
+        &upstream,
+        &[
+            ("ALLOWED_EMAIL_DOMAINS", "example.com"),
+            ("OIDC_GROUPS_CLAIM", "roles"),
+        ],
+    )
+    .await;
+    let base = &gw.base_url;
+    let ok = attempt(base, false).await;
+    let session = ok.session.expect("a session");
+    assert_eq!(upstream_groups(base, &session).await, "ops,auditors");
+
+    // The same address, marked unverified by the IdP: signed in, but no email rule matches.
+    op.set_fault(Fault::UnverifiedEmail);
+    let unverified = attempt(base, false).await;
+    let session = unverified.session.expect("a session");
+    let r = client()
+        .get(format!("{base}/app"))
+        .header("cookie", format!("oidcgate_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+}

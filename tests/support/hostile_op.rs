@@ -51,6 +51,8 @@ pub enum Fault {
     SignedUserinfoForged,
     /// JSON userinfo with aggregated `groups` signed by an unknown claims provider.
     ForeignAggregatedClaims,
+    /// A correct ID token whose `email_verified` is false.
+    UnverifiedEmail,
 }
 
 struct OpState {
@@ -221,7 +223,7 @@ async fn token(
         "iss": op.issuer, "aud": op.client_id, "sub": "alice", "iat": now, "exp": now + 300,
         "nonce": nonce, "at_hash": at_hash(Algorithm::RS256, &access_token),
         "email": "alice@example.com", "name": "Alice", "preferred_username": "alice",
-        "groups": ["users"],
+        "groups": ["users"], "roles": ["ops", "auditors"],
     });
     let c = claims.as_object_mut().unwrap();
     if matches!(
@@ -259,6 +261,9 @@ async fn token(
         }
         Fault::WrongNonce => {
             c.insert("nonce".into(), json!("not-the-nonce"));
+        }
+        Fault::UnverifiedEmail => {
+            c.insert("email_verified".into(), json!(false));
         }
         Fault::WrongAtHash => {
             c.insert(

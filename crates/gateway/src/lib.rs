@@ -40,6 +40,8 @@ pub use config::{ConfigError, GatewayConfig, ServeArgs};
 struct Identity {
     sub: String,
     email: Option<String>,
+    /// The IdP's `email_verified`, when it sent one.
+    email_verified: Option<bool>,
     preferred_username: Option<String>,
     groups: Vec<String>,
     /// The request's bearer token, or the session's access token when the session keeps one
@@ -52,6 +54,7 @@ impl std::fmt::Debug for Identity {
         f.debug_struct("Identity")
             .field("sub", &self.sub)
             .field("email", &self.email)
+            .field("email_verified", &self.email_verified)
             .field("preferred_username", &self.preferred_username)
             .field("groups", &self.groups)
             .field("has_token", &self.bearer.is_some())
@@ -202,6 +205,7 @@ pub async fn build(config: GatewayConfig) -> Result<Router, StartError> {
         login.cookie_secure = config.cookie_secure;
         login.session_max_age = config.session_max_age;
         login.max_pending_logins = config.max_pending_logins;
+        login.groups_claim = config.groups_claim.clone();
         // A token passed upstream must be current: keep the tokens and refresh them.
         login.keep_tokens = config.pass_access_token || config.pass_authorization_header;
         let mut home = redirect.clone();
@@ -349,6 +353,7 @@ async fn identify(
         return Ok(Some(Identity {
             sub: user.sub.clone(),
             email: user.email.clone(),
+            email_verified: user.email_verified,
             preferred_username: user.preferred_username.clone(),
             groups: user.groups.clone(),
             bearer: user.access_token().map(str::to_owned),
@@ -392,6 +397,9 @@ async fn identify(
     Ok(Some(Identity {
         sub: claims.subject().unwrap_or_default().to_owned(),
         email: claims.email().map(str::to_owned),
+        email_verified: claims
+            .claim("email_verified")
+            .and_then(serde_json::Value::as_bool),
         preferred_username: claims.preferred_username().map(str::to_owned),
         groups: claims
             .string_list_claim(&gw.config.groups_claim)
@@ -402,9 +410,15 @@ async fn identify(
     }))
 }
 
-/// ALLOWED_EMAILS / ALLOWED_EMAIL_DOMAINS / ALLOWED_GROUPS.
+/// ALLOWED_EMAILS / ALLOWED_EMAIL_DOMAINS / ALLOWED_GROUPS. An address the IdP marks
+/// `email_verified: false` matches no email rule (anyone can claim an unverified address at an
+/// IdP that allows self-registration); IdPs that send no `email_verified` are trusted.
 fn allowed(config: &GatewayConfig, id: &Identity) -> bool {
-    let email = id.email.as_deref().map(str::to_ascii_lowercase);
+    let email = id
+        .email
+        .as_deref()
+        .filter(|_| id.email_verified != Some(false))
+        .map(str::to_ascii_lowercase);
     let by_email = config.allowed_emails.is_empty() && config.allowed_email_domains.is_empty()
         || email.as_deref().is_some_and(|e| {
             config.allowed_emails.iter().any(|a| a == e)
@@ -530,10 +544,10 @@ async fn forward(
     let headers = request.headers_mut();
     headers::strip_identity(headers);
     headers::strip_gateway_cookies(headers);
-    // A bearer token is the client's own: it goes upstream only when configured.
-    if id.bearer.is_some() && !gw.config.pass_authorization_header {
-        headers.remove(AUTHORIZATION);
-    }
+    // The client's Authorization header never goes upstream as it came: it was not validated
+    // on a session request, and a validated bearer token goes on only when configured
+    // (identity_headers sets it then).
+    headers.remove(AUTHORIZATION);
     identity_headers(&gw, &id, headers);
     headers::set_forwarded(
         headers,

@@ -2,7 +2,9 @@
 //! authentication (health checks, public assets). Each regex is anchored and matched on the
 //! normalized path only — never the query — after dot segments (also percent-encoded ones) are
 //! resolved, and the request that goes upstream carries that normalized path, so what was
-//! matched is what is forwarded (`/public/../admin` cannot ride on a `^/public/.*` rule).
+//! matched is what is forwarded (`/public/../admin` cannot ride on a `^/public/.*` rule). Paths
+//! that servers interpret in their own ways (`;`, backslashes, encoded `/`, `\`, `;`, `%`) never
+//! skip authentication.
 
 use axum::http::Method;
 use regex::Regex;
@@ -54,8 +56,12 @@ impl SkipAuth {
         Ok(Self { rules })
     }
 
-    /// Whether a request (with its normalized path) needs no authentication.
+    /// Whether a request (with its normalized path) needs no authentication. A path that
+    /// servers read differently (see [`ambiguous`]) never matches: it needs authentication.
     pub fn matches(&self, method: &Method, normalized_path: &str) -> bool {
+        if ambiguous(normalized_path) {
+            return false;
+        }
         self.rules.iter().any(|r| {
             r.method.as_ref().is_none_or(|m| m == method) && r.path.is_match(normalized_path)
         })
@@ -64,6 +70,18 @@ impl SkipAuth {
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
+}
+
+/// Whether a path holds what application servers interpret in their own ways, so the path the
+/// rule saw may not be the path the app serves: `;` (path parameters: Tomcat reads
+/// `/public/..;/admin` as `/admin`), a backslash, or an encoded `/`, `\`, `;` or `%`.
+pub fn ambiguous(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    lower.contains(';')
+        || lower.contains('\\')
+        || ["%2f", "%5c", "%3b", "%25"]
+            .iter()
+            .any(|e| lower.contains(e))
 }
 
 /// Resolves dot segments (RFC 3986 §5.2.4), treating `%2e`/`%2E` as `.`; other bytes are kept
@@ -116,6 +134,21 @@ mod tests {
         assert!(!s.matches(&Method::GET, "/healthz"), "anchored");
         assert!(s.matches(&Method::POST, "/public/a.css"));
         assert!(!s.matches(&Method::GET, &normalize_path("/public/../admin")));
+        for tricky in [
+            "/public/..;/admin",
+            "/public;x=1/a.css",
+            "/public/%2e%2e%2fadmin",
+            "/public/..%2Fadmin",
+            "/public\\..\\admin",
+            "/public/%5c../admin",
+            "/public/%252e%252e/admin",
+        ] {
+            assert!(
+                !s.matches(&Method::GET, &normalize_path(tricky)),
+                "{tricky} needs authentication"
+            );
+        }
+        assert!(s.matches(&Method::GET, "/public/a%20b.css"));
         assert!(SkipAuth::parse(Some("GET=(")).is_err());
         assert!(
             SkipAuth::parse(Some("G3T=/x")).is_ok(),

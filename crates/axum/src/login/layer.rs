@@ -80,6 +80,8 @@ pub struct LoginConfig {
     /// e.g. passed upstream) and refresh them transparently before they expire. Off by
     /// default: the session then holds only the identity and stays small.
     pub keep_tokens: bool,
+    /// The claim holding the user's groups, in the ID token or userinfo (default `groups`).
+    pub groups_claim: String,
     /// Pending logins one browser may have at once (default 5); starting another drops the
     /// oldest, so the login cookies stay bounded.
     pub max_pending_logins: usize,
@@ -109,6 +111,7 @@ impl LoginConfig {
             form_post: false,
             keep_tokens: false,
             max_pending_logins: 5,
+            groups_claim: "groups".into(),
         }
     }
 
@@ -622,7 +625,7 @@ impl Shared {
             preferred_username: text(claims, "preferred_username"),
             groups: login
                 .id_token
-                .string_list_claim("groups")
+                .string_list_claim(&self.config.groups_claim)
                 .into_iter()
                 .map(str::to_owned)
                 .collect(),
@@ -662,7 +665,7 @@ impl Shared {
                         .preferred_username
                         .or_else(|| text(&info, "preferred_username"));
                     if data.groups.is_empty()
-                        && let Some(Value::Array(groups)) = info.get("groups")
+                        && let Some(Value::Array(groups)) = info.get(&self.config.groups_claim)
                     {
                         data.groups = groups
                             .iter()

@@ -140,10 +140,9 @@ impl IdTokenValidator {
         require_iss: bool,
     ) -> Result<serde_json::Map<String, Value>, ValidationError> {
         let (_, payload) = self.verified_parts(token).await?;
-        let claims = match serde_json::from_slice::<Value>(&payload) {
-            Ok(Value::Object(map)) => map,
-            _ => return Err(ValidationError::InvalidClaim("payload".into())),
-        };
+        // Strict, as for every token: duplicate member names are refused.
+        let claims = crate::jose::json::parse_object(&payload)
+            .map_err(|e| to_jose_error("payload", e))?;
         match claims.get("iss") {
             Some(Value::String(iss)) if *iss == self.issuer => {}
             Some(_) => return Err(ValidationError::IssuerMismatch),
@@ -154,7 +153,13 @@ impl IdTokenValidator {
             None => {}
             Some(Value::String(a)) if *a == self.client_id => {}
             Some(Value::Array(list)) => {
-                let list: Vec<&str> = list.iter().filter_map(Value::as_str).collect();
+                let list: Vec<&str> = list
+                    .iter()
+                    .map(|a| {
+                        a.as_str()
+                            .ok_or_else(|| ValidationError::InvalidClaim("aud".into()))
+                    })
+                    .collect::<Result<_, _>>()?;
                 if !list.contains(&self.client_id.as_str()) {
                     return Err(ValidationError::AudienceMismatch);
                 }
