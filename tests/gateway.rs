@@ -9,7 +9,7 @@ use axum::http::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::browser::{Jar, app_sign_in};
-use support::gateway::{SECRET, client, echo_upstream, service_token, start_gateway};
+use support::gateway::{SECRET, client, echo_upstream, free_addr, service_token, start_gateway};
 use support::{Running, start_server};
 
 const BIN: &str = env!("CARGO_BIN_EXE_oidcgate");
@@ -624,4 +624,58 @@ async fn request_limits() {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// The IdP is down when the gateway starts: it serves anyway, says it is not ready, answers
+/// the login routes with 503 (browsers are not sent into a dead end silently), and becomes
+/// ready by itself once the IdP answers — sign-in then works.
+#[tokio::test]
+async fn login_waits_for_an_idp_that_is_down_at_start() {
+    let idp_addr = free_addr();
+    let issuer = format!("http://{idp_addr}");
+    let (upstream, _task) = echo_upstream().await;
+    let gw = gateway(&issuer, &upstream, &[]).await;
+    let base = &gw.base_url;
+    let http = client();
+    let r = http.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let checks: Value = r.json().await.unwrap();
+    assert_eq!(checks["checks"]["login_keys"], false, "{checks}");
+    let r = http
+        .get(format!("{base}/login?rd=/app"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.headers().contains_key("retry-after"));
+    assert!(r.text().await.unwrap().contains("identity provider"));
+    // Unauthenticated browsers still go to the login (which explains the outage).
+    let r = http
+        .get(format!("{base}/app"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND);
+
+    let listen = idp_addr.to_string();
+    let _idp = start_server(
+        std::path::Path::new(BIN),
+        &["idp", "--listen", listen.as_str()],
+        &[],
+    )
+    .await;
+    let mut ready = false;
+    for _ in 0..100 {
+        let r = http.get(format!("{base}/readyz")).send().await.unwrap();
+        if r.status() == StatusCode::OK {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ready, "the gateway became ready once the IdP answered");
+    let mut jar = Jar::default();
+    assert_eq!(app_sign_in(&http, &mut jar, base, "/app").await, "/app");
 }

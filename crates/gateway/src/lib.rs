@@ -9,6 +9,7 @@
 //!   `/healthz`, `/readyz`).
 
 pub mod config;
+pub mod deferred;
 pub mod headers;
 pub mod metrics;
 pub mod proxy;
@@ -80,9 +81,8 @@ struct Gateway {
     redis: Option<Arc<RedisSessions>>,
     config: GatewayConfig,
     bearer: Option<AccessTokenValidator>,
-    login: Option<Arc<OidcClient>>,
-    /// The login layer, for its refresh counts.
-    sessions: Option<OidcLoginLayer>,
+    /// Login, when configured (ready once the IdP has been discovered).
+    login: Option<Arc<deferred::LoginState>>,
     upstream: proxy::Upstream,
 }
 
@@ -134,9 +134,8 @@ pub async fn build(config: GatewayConfig) -> Result<Router, StartError> {
         }
         None => None,
     };
-    let mut login_layer = None;
     let mut redis_store = None;
-    let mut login_client = None;
+    let mut login_state = None;
     if let (Some(client_id), Some(redirect), Some(secret)) = (
         &config.client_id,
         &config.redirect_uri,
@@ -148,72 +147,76 @@ pub async fn build(config: GatewayConfig) -> Result<Router, StartError> {
             key_cache,
             ..ClientConfig::public(&config.issuer, client_id)
         };
-        let client = Arc::new(match &config.endpoints {
-            // Seed 003's explicit endpoints: no discovery.
-            Some(e) => OidcClient::from_metadata(
-                client_config,
-                ProviderMetadata {
-                    issuer: config.issuer.clone(),
-                    jwks_uri: e.jwks.clone(),
-                    authorization_endpoint: e.authorization.clone(),
-                    token_endpoint: e.token.clone(),
-                    userinfo_endpoint: e.userinfo.clone(),
-                    end_session_endpoint: e.end_session.clone(),
-                    introspection_endpoint: None,
-                    revocation_endpoint: None,
-                    device_authorization_endpoint: None,
-                    scopes_supported: Vec::new(),
-                    response_types_supported: vec!["code".into()],
-                    id_token_signing_alg_values_supported: Vec::new(),
-                    code_challenge_methods_supported: vec!["S256".into()],
-                    token_endpoint_auth_methods_supported: Vec::new(),
-                    authorization_response_iss_parameter_supported: false,
-                    backchannel_logout_supported: false,
-                    other: Default::default(),
-                },
-                http.clone(),
-                Arc::new(oidcgate_core::clock::SystemClock),
-            ),
-            None => OidcClient::discover(client_config, http.clone())
-                .await
-                .map_err(|e| StartError::Discovery(e.to_string()))?,
-        });
         let previous: Vec<&[u8]> = config
             .session_secret_previous
             .iter()
             .map(|s| s.as_bytes())
             .collect();
-        let keys = SessionKeys::new(secret.as_bytes(), &previous).map_err(|e| ConfigError {
-            setting: "SESSION_SECRET",
-            problem: e.to_string(),
-        })?;
-        let mut login = LoginConfig::new(client.clone(), redirect.to_string(), Arc::new(keys));
-        if let Some(url) = &config.redis_url {
-            let redis =
+        let keys =
+            Arc::new(
+                SessionKeys::new(secret.as_bytes(), &previous).map_err(|e| ConfigError {
+                    setting: "SESSION_SECRET",
+                    problem: e.to_string(),
+                })?,
+            );
+        let redis = match &config.redis_url {
+            Some(url) => Some(Arc::new(
                 RedisSessions::connect(url, &config.redis_key_prefix, config.session_cache_ttl)
                     .await
-                    .map_err(|e| StartError::Store(e.to_string()))?;
-            let redis = Arc::new(redis);
-            if config.redis_sessions {
-                login.redis = Some(redis.clone());
-            } else {
-                login.shared_state = Some(redis.clone());
+                    .map_err(|e| StartError::Store(e.to_string()))?,
+            )),
+            None => None,
+        };
+        redis_store = redis.clone();
+        let settings = LoginSettings {
+            redirect: redirect.clone(),
+            keys,
+            redis,
+            redis_sessions: config.redis_sessions,
+            scopes: config.scopes.clone(),
+            cookie_secure: config.cookie_secure,
+            session_max_age: config.session_max_age,
+            max_pending_logins: config.max_pending_logins,
+            groups_claim: config.groups_claim.clone(),
+            keep_tokens: config.pass_access_token || config.pass_authorization_header,
+        };
+        let state = Arc::new(deferred::LoginState::new(vec![
+            "/login".into(),
+            redirect.path().to_owned(),
+            "/logout".into(),
+            "/auth/backchannel-logout".into(),
+        ]));
+        match &config.endpoints {
+            // Seed 003's explicit endpoints: no discovery.
+            Some(e) => {
+                let client = Arc::new(OidcClient::from_metadata(
+                    client_config,
+                    explicit_metadata(&config.issuer, e),
+                    http.clone(),
+                    Arc::new(oidcgate_core::clock::SystemClock),
+                ));
+                state.set(settings.ready(client));
             }
-            redis_store = Some(redis);
+            None => match OidcClient::discover(client_config.clone(), http.clone()).await {
+                Ok(client) => state.set(settings.ready(Arc::new(client))),
+                Err(e) => {
+                    // Serve anyway; login becomes ready when the IdP answers.
+                    tracing::warn!(error = %e, "identity provider unreachable at start; login waits for it");
+                    let http = http.clone();
+                    state.retry_in_background(move || {
+                        let (config, http, settings) =
+                            (client_config.clone(), http.clone(), settings.clone());
+                        async move {
+                            let client = OidcClient::discover(config, http)
+                                .await
+                                .map_err(|e| e.to_string())?;
+                            Ok(settings.ready(Arc::new(client)))
+                        }
+                    });
+                }
+            },
         }
-        login.scopes = config.scopes.clone();
-        login.cookie_secure = config.cookie_secure;
-        login.session_max_age = config.session_max_age;
-        login.max_pending_logins = config.max_pending_logins;
-        login.groups_claim = config.groups_claim.clone();
-        // A token passed upstream must be current: keep the tokens and refresh them.
-        login.keep_tokens = config.pass_access_token || config.pass_authorization_header;
-        let mut home = redirect.clone();
-        home.set_path("/");
-        home.set_query(None);
-        login.post_logout_redirect_uri = Some(home.to_string());
-        login_layer = Some(OidcLoginLayer::new(login));
-        login_client = Some(client);
+        login_state = Some(state);
     }
     let upstream = proxy::Upstream::new(
         config.upstream.clone(),
@@ -226,8 +229,7 @@ pub async fn build(config: GatewayConfig) -> Result<Router, StartError> {
         redis: redis_store,
         config,
         bearer,
-        login: login_client,
-        sessions: login_layer.clone(),
+        login: login_state.clone(),
         upstream,
     });
     let router = Router::new()
@@ -238,10 +240,75 @@ pub async fn build(config: GatewayConfig) -> Result<Router, StartError> {
         .route("/auth/userinfo", get(userinfo))
         .fallback(forward)
         .with_state(gateway);
-    Ok(match login_layer {
-        Some(layer) => router.layer(layer),
+    Ok(match login_state {
+        Some(state) => router.layer(deferred::DeferredLoginLayer { state }),
         None => router,
     })
+}
+
+/// Everything the login layer needs besides the discovered client.
+#[derive(Clone)]
+struct LoginSettings {
+    redirect: url::Url,
+    keys: Arc<SessionKeys>,
+    redis: Option<Arc<RedisSessions>>,
+    redis_sessions: bool,
+    scopes: String,
+    cookie_secure: bool,
+    session_max_age: std::time::Duration,
+    max_pending_logins: usize,
+    groups_claim: String,
+    keep_tokens: bool,
+}
+
+impl LoginSettings {
+    fn ready(&self, client: Arc<OidcClient>) -> deferred::Ready {
+        let mut login =
+            LoginConfig::new(client.clone(), self.redirect.to_string(), self.keys.clone());
+        if self.redis_sessions {
+            login.redis = self.redis.clone();
+        } else {
+            login.shared_state = self.redis.clone();
+        }
+        login.scopes = self.scopes.clone();
+        login.cookie_secure = self.cookie_secure;
+        login.session_max_age = self.session_max_age;
+        login.max_pending_logins = self.max_pending_logins;
+        login.groups_claim = self.groups_claim.clone();
+        // A token passed upstream must be current: keep the tokens and refresh them.
+        login.keep_tokens = self.keep_tokens;
+        let mut home = self.redirect.clone();
+        home.set_path("/");
+        home.set_query(None);
+        login.post_logout_redirect_uri = Some(home.to_string());
+        deferred::Ready {
+            client,
+            layer: OidcLoginLayer::new(login),
+        }
+    }
+}
+
+/// Provider metadata from seed 003's explicit endpoints.
+fn explicit_metadata(issuer: &str, e: &config::Endpoints) -> ProviderMetadata {
+    ProviderMetadata {
+        issuer: issuer.to_owned(),
+        jwks_uri: e.jwks.clone(),
+        authorization_endpoint: e.authorization.clone(),
+        token_endpoint: e.token.clone(),
+        userinfo_endpoint: e.userinfo.clone(),
+        end_session_endpoint: e.end_session.clone(),
+        introspection_endpoint: None,
+        revocation_endpoint: None,
+        device_authorization_endpoint: None,
+        scopes_supported: Vec::new(),
+        response_types_supported: vec!["code".into()],
+        id_token_signing_alg_values_supported: Vec::new(),
+        code_challenge_methods_supported: vec!["S256".into()],
+        token_endpoint_auth_methods_supported: Vec::new(),
+        authorization_response_iss_parameter_supported: false,
+        backchannel_logout_supported: false,
+        other: Default::default(),
+    }
 }
 
 /// Serves until SIGTERM or Ctrl-C; prints `listening on http://ADDR` once it accepts
@@ -587,12 +654,13 @@ async fn metrics_text(State(gw): State<Shared>) -> Response {
         .bearer
         .as_ref()
         .map_or(0, |v| v.key_caches().map(|k| k.jwks_fetches()).sum());
-    if let Some(client) = &gw.login {
-        fetches += client.id_token_validator().keys().jwks_fetches();
+    let ready = gw.login.as_ref().and_then(|l| l.get());
+    if let Some(ready) = ready {
+        fetches += ready.client.id_token_validator().keys().jwks_fetches();
     }
     let store_errors = gw.redis.as_ref().map_or(0, |r| r.errors());
-    let refreshes = gw.sessions.as_ref().map_or_else(Default::default, |l| {
-        let c = l.refresh_counts();
+    let refreshes = ready.map_or_else(Default::default, |ready| {
+        let c = ready.layer.refresh_counts();
         let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
         metrics::Refreshes {
             refreshed: get(&c.refreshed),
@@ -688,15 +756,21 @@ async fn userinfo(
 
 /// `GET /readyz`: keys loaded for the issuer.
 async fn readyz(State(gw): State<Shared>) -> Response {
-    let bearer_ready = gw
-        .bearer
-        .as_ref()
-        .is_none_or(|v| v.key_caches().all(|k| k.is_ready()));
+    // Keys that never loaded (the IdP was down at start) are fetched again here, within the
+    // key cache's own rate limit for failed fetches.
+    let bearer_ready = match &gw.bearer {
+        Some(v) => v.key_caches().all(|k| k.is_ready()) || v.warm_up().await.is_empty(),
+        None => true,
+    };
     let login_ready = match &gw.login {
-        Some(client) => {
-            let keys = client.id_token_validator().keys();
-            keys.is_ready() || keys.warm_up().await.is_ok()
-        }
+        Some(state) => match state.get() {
+            Some(ready) => {
+                let keys = ready.client.id_token_validator().keys();
+                keys.is_ready() || keys.warm_up().await.is_ok()
+            }
+            // Discovery has not succeeded yet.
+            None => false,
+        },
         None => true,
     };
     let store_ready = match &gw.redis {

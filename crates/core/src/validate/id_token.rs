@@ -141,8 +141,8 @@ impl IdTokenValidator {
     ) -> Result<serde_json::Map<String, Value>, ValidationError> {
         let (_, payload) = self.verified_parts(token).await?;
         // Strict, as for every token: duplicate member names are refused.
-        let claims = crate::jose::json::parse_object(&payload)
-            .map_err(|e| to_jose_error("payload", e))?;
+        let claims =
+            crate::jose::json::parse_object(&payload).map_err(|e| to_jose_error("payload", e))?;
         match claims.get("iss") {
             Some(Value::String(iss)) if *iss == self.issuer => {}
             Some(_) => return Err(ValidationError::IssuerMismatch),
