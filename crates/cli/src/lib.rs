@@ -75,11 +75,23 @@ pub fn main() -> ExitCode {
     } else {
         logs.init();
     }
-    // One worker per core unless TOKIO_WORKER_THREADS says otherwise (tokio reads it).
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // One worker per core unless TOKIO_WORKER_THREADS says otherwise (tokio reads it). With
+    // one, a current-thread runtime: every task runs on the thread that accepts, with no
+    // hand-off between threads (the event-loop shape of an nginx worker).
+    let workers = std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let built = if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    };
+    let runtime = match built {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
