@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod faults;
 pub mod gateway;
 pub mod hostile_op;
 pub mod oidc_provider;

@@ -756,19 +756,37 @@ async fn userinfo(
 
 /// `GET /readyz`: keys loaded for the issuer.
 async fn readyz(State(gw): State<Shared>) -> Response {
-    // Keys that never loaded (the IdP was down at start) are fetched again here, within the
-    // key cache's own rate limit for failed fetches.
+    // Keys that never loaded (the IdP was down at start) are fetched again, in the background
+    // (within the key cache's own rate limit for failed fetches): a probe never waits on the
+    // IdP, so it answers at once even while the IdP hangs; the next probe sees the result.
     let bearer_ready = match &gw.bearer {
-        Some(v) => v.key_caches().all(|k| k.is_ready()) || v.warm_up().await.is_empty(),
+        Some(v) => {
+            let ready = v.key_caches().all(|k| k.is_ready());
+            if !ready {
+                let gw = gw.clone();
+                tokio::spawn(async move {
+                    if let Some(v) = &gw.bearer {
+                        let _ = v.warm_up().await;
+                    }
+                });
+            }
+            ready
+        }
         None => true,
     };
     let login_ready = match &gw.login {
         Some(state) => match state.get() {
             Some(ready) => {
                 let keys = ready.client.id_token_validator().keys();
-                keys.is_ready() || keys.warm_up().await.is_ok()
+                if !keys.is_ready() {
+                    let keys = keys.clone();
+                    tokio::spawn(async move {
+                        let _ = keys.warm_up().await;
+                    });
+                }
+                keys.is_ready()
             }
-            // Discovery has not succeeded yet.
+            // Discovery has not succeeded yet (retried in the background).
             None => false,
         },
         None => true,

@@ -321,7 +321,12 @@ impl KeyCache {
     async fn fetch(&self, state: &mut FetchState) -> Result<Arc<KeySnapshot>, ()> {
         let started = self.inner.clock.now();
         state.last_attempt = Some(started);
-        match self.fetch_inner(state).await {
+        let fetched = self.fetch_inner(state).await;
+        // The cooldown runs from the end of the attempt: after a fetch that hung until the
+        // HTTP timeout, the requests that queued behind it get the cached answer (or 503) at
+        // once instead of each starting another slow fetch.
+        state.last_attempt = Some(self.inner.clock.now());
+        match fetched {
             Ok((keys, max_age)) => {
                 let config = &self.inner.config;
                 let refresh_in = max_age.unwrap_or(config.default_refresh).clamp(
