@@ -1,6 +1,7 @@
 //! A web app with OpenID Connect login (seeds 002/003's FastAPI and Flask apps): `/` is public,
-//! `/profile` and `/api/me` need a signed-in user; `/login`, `/auth/callback` and `/logout`
-//! come from oidcgate's login layer with an encrypted cookie session.
+//! `/profile` and `/api/me` need a signed-in user, `/identity` answers what seed 002's Topaz
+//! `identity_provider` would (no identity, or subject = sub); `/login`, `/auth/callback` and
+//! `/logout` come from oidcgate's login layer with an encrypted cookie session (or Redis).
 //!
 //! ```text
 //! OIDC_ISSUER=http://127.0.0.1:9000 OIDC_CLIENT_ID=demo OIDC_CLIENT_SECRET=demo-secret \
@@ -11,7 +12,9 @@
 //! `.env`: `OIDC_ISSUER`, `OIDC_CLIENT_ID`, `OIDC_CLIENT_SECRET` (absent: public client),
 //! `OIDC_REDIRECT_URI`, `SESSION_SECRET` (≥ 32 bytes), `SESSION_SECRET_PREVIOUS`, `OIDC_SCOPES`
 //! (default `openid email profile`), `SESSION_MAX_AGE` (seconds, default 86400), `COOKIE_SECURE`
-//! (default true), `OIDC_ALLOW_HTTP`, `LISTEN_ADDR` (default 127.0.0.1:4180). It prints
+//! (default true), `OIDC_ALLOW_HTTP`, `SESSION_STORE` (`cookie`, the default, or `redis`),
+//! `REDIS_URL` (required for `redis`; with cookies it shares logouts and refreshes between
+//! replicas), `REDIS_KEY_PREFIX`, `LISTEN_ADDR` (default 127.0.0.1:4180). It prints
 //! `listening on http://ADDR` when ready.
 
 use std::process::ExitCode;
@@ -21,6 +24,8 @@ use std::time::Duration;
 use axum::response::Html;
 use axum::routing::get;
 use axum::{Json, Router};
+use oidcgate_axum::Identity;
+use oidcgate_axum::login::redis::RedisSessions;
 use oidcgate_axum::login::{LoginConfig, OidcLoginLayer, RequireLoginLayer, SessionUser};
 use oidcgate_core::client::{ClientAuth, ClientConfig, ClientSecret, OidcClient};
 use oidcgate_core::http::{ReqwestClient, UrlPolicy};
@@ -62,6 +67,14 @@ async fn profile(user: SessionUser) -> Html<String> {
 
 async fn me(user: SessionUser) -> Json<Value> {
     Json(identity(&user))
+}
+
+/// Seed 002's Topaz `identity_provider`: "no identity", or "subject = sub", for an authorizer.
+async fn topaz_identity(who: Identity) -> Json<Value> {
+    Json(match who.subject() {
+        None => json!({"type": "IDENTITY_TYPE_NONE"}),
+        Some(sub) => json!({"type": "IDENTITY_TYPE_SUB", "value": sub}),
+    })
 }
 
 fn env(name: &str) -> Option<String> {
@@ -155,6 +168,39 @@ async fn main() -> ExitCode {
         }
     };
     let mut login = LoginConfig::new(client, redirect_uri.clone(), keys);
+    // SESSION_STORE=redis keeps sessions in Redis (the cookie holds a ticket); with cookie
+    // sessions, a REDIS_URL still shares logouts and refreshes between replicas.
+    let redis_sessions = match env("SESSION_STORE").as_deref() {
+        None | Some("cookie") => false,
+        Some("redis") => true,
+        Some(other) => {
+            return config_error(
+                "SESSION_STORE",
+                format!("{other:?}: expected cookie or redis"),
+            );
+        }
+    };
+    match env("REDIS_URL") {
+        None if redis_sessions => {
+            return config_error("REDIS_URL", "required when SESSION_STORE=redis");
+        }
+        None => {}
+        Some(url) => {
+            let prefix = env("REDIS_KEY_PREFIX").unwrap_or_else(|| "oidcgate:".into());
+            let redis = match RedisSessions::connect(&url, &prefix, Duration::from_secs(1)).await {
+                Ok(r) => Arc::new(r),
+                Err(e) => {
+                    eprintln!("error: REDIS_URL: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            if redis_sessions {
+                login.redis = Some(redis);
+            } else {
+                login.shared_state = Some(redis);
+            }
+        }
+    }
     login.cookie_secure = cookie_secure;
     login.session_max_age = Duration::from_secs(max_age);
     if let Some(scopes) = env("OIDC_SCOPES") {
@@ -177,6 +223,7 @@ async fn main() -> ExitCode {
         .layer(RequireLoginLayer::new("/login"));
     let app = Router::new()
         .route("/", get(home))
+        .route("/identity", get(topaz_identity))
         .merge(protected)
         .layer(OidcLoginLayer::new(login));
     let listen = env("LISTEN_ADDR").unwrap_or_else(|| "127.0.0.1:4180".into());

@@ -27,6 +27,11 @@ async fn setup() -> Setup {
 
 /// Starts the IdP (with the TOML `idp_config(app_port)` returns, if any) and the app.
 async fn setup_with(idp_config: impl Fn(u16) -> Option<String>) -> Setup {
+    setup_full(idp_config, &[]).await
+}
+
+/// Like [`setup_with`], with `extra` settings for the app.
+async fn setup_full(idp_config: impl Fn(u16) -> Option<String>, extra: &[(&str, &str)]) -> Setup {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -47,20 +52,17 @@ async fn setup_with(idp_config: impl Fn(u16) -> Option<String>) -> Setup {
     .await;
     let listen = format!("127.0.0.1:{port}");
     let redirect = format!("http://127.0.0.1:{port}/auth/callback");
-    let app = start_server(
-        &example_path("login_app"),
-        &[],
-        &[
-            ("OIDC_ISSUER", idp.base_url.as_str()),
-            ("OIDC_CLIENT_ID", "demo"),
-            ("OIDC_CLIENT_SECRET", "demo-secret"),
-            ("OIDC_REDIRECT_URI", redirect.as_str()),
-            ("SESSION_SECRET", SECRET),
-            ("COOKIE_SECURE", "false"),
-            ("LISTEN_ADDR", listen.as_str()),
-        ],
-    )
-    .await;
+    let mut envs = vec![
+        ("OIDC_ISSUER", idp.base_url.as_str()),
+        ("OIDC_CLIENT_ID", "demo"),
+        ("OIDC_CLIENT_SECRET", "demo-secret"),
+        ("OIDC_REDIRECT_URI", redirect.as_str()),
+        ("SESSION_SECRET", SECRET),
+        ("COOKIE_SECURE", "false"),
+        ("LISTEN_ADDR", listen.as_str()),
+    ];
+    envs.extend_from_slice(extra);
+    let app = start_server(&example_path("login_app"), &[], &envs).await;
     let base = app.base_url.clone();
     Setup {
         _idp: idp,
@@ -98,9 +100,33 @@ async fn sign_in_session_and_logout() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "unauthorized");
 
+    // Seed 002's Topaz identity_provider: no identity before sign-in, subject = sub after.
+    let who: Value = http
+        .get(format!("{}/identity", s.app))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(who, serde_json::json!({"type": "IDENTITY_TYPE_NONE"}));
+
     let mut jar = Jar::default();
     let landed = app_sign_in(&http, &mut jar, &s.app, "/profile").await;
     assert_eq!(landed, "/profile");
+    let who: Value = http
+        .get(format!("{}/identity", s.app))
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        who,
+        serde_json::json!({"type": "IDENTITY_TYPE_SUB", "value": "alice"})
+    );
     assert!(jar.0.keys().any(|k| k == "oidcgate_session"));
     let cookie = jar.header();
     let me: Value = http
@@ -438,4 +464,37 @@ async fn form_post_callback_with_secure_cookies() {
         .await
         .unwrap();
     assert_eq!(me.text().await.unwrap(), "alice");
+}
+
+#[tokio::test]
+async fn redis_sessions_in_the_example() {
+    let port = support::gateway::free_addr().port();
+    let dir = support::redis::TempDir::new(port);
+    let redis = support::redis::Redis::start(port, dir.path(), false);
+    let url = format!("redis://127.0.0.1:{port}/0");
+    let s = setup_full(
+        |_| None,
+        &[("SESSION_STORE", "redis"), ("REDIS_URL", url.as_str())],
+    )
+    .await;
+    let http = client();
+    let mut jar = Jar::default();
+    assert_eq!(
+        app_sign_in(&http, &mut jar, &s.app, "/profile").await,
+        "/profile"
+    );
+    let ticket = &jar.0["oidcgate_session"];
+    assert!(ticket.len() < 200, "the cookie holds a ticket: {ticket}");
+    let keys = redis.cli(&["--scan", "--pattern", "oidcgate:session:*"]);
+    assert_eq!(keys.lines().count(), 1, "{keys}");
+    let me: Value = http
+        .get(format!("{}/api/me", s.app))
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["sub"], "alice");
 }
