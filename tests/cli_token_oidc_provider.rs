@@ -329,3 +329,45 @@ async fn revoke_then_introspect_an_opaque_token() {
     assert_eq!(code, Some(1));
     assert!(err.contains("invalid_client"), "{err}");
 }
+
+#[tokio::test]
+async fn client_credentials_with_a_private_key() {
+    // The peer's `demo-jwt` client knows the public half of this key (private_key_jwt).
+    let key =
+        oidcgate_core::jose::sign::SigningKey::generate(oidcgate_core::jose::Algorithm::ES256)
+            .unwrap();
+    let jwks = serde_json::json!({"keys": [key.public_jwk().unwrap()]}).to_string();
+    let peer = start_oidc_provider(&[("JWT_CLIENT_JWKS", jwks.as_str())]).await;
+    let cache = temp("op-pkjwt");
+    let file = cache.join("client.pem");
+    std::fs::write(&file, support::pkcs8_pem(&key)).unwrap();
+    let file = file.to_string_lossy().into_owned();
+    let args = [
+        "client-credentials",
+        "--client-id",
+        "demo-jwt",
+        "--client-key",
+        file.as_str(),
+        "--json",
+    ];
+    let (code, out, err) = run(token_cmd(&peer.base_url, &cache, &args)).await;
+    assert_eq!(code, Some(0), "{err}");
+    let response: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(response["token_type"], "Bearer", "{out}");
+
+    // A key file that is not a key: exit 2, naming the flag.
+    let (code, _, err) = run(token_cmd(
+        &peer.base_url,
+        &cache,
+        &[
+            "client-credentials",
+            "--client-id",
+            "demo-jwt",
+            "--client-key",
+            "/dev/null",
+        ],
+    ))
+    .await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--client-key"), "{err}");
+}

@@ -45,6 +45,18 @@ struct Common {
     /// Send the secret in the form body (client_secret_post) instead of HTTP Basic.
     #[arg(long, global = true)]
     secret_post: bool,
+    /// Authenticate with private_key_jwt: a PEM private key or a private JWK file.
+    #[arg(
+        long,
+        env = "OIDC_CLIENT_PRIVATE_KEY_FILE",
+        global = true,
+        conflicts_with = "client_secret"
+    )]
+    client_key: Option<String>,
+    /// The `kid` of --client-key as registered (default: the JWK's, else its RFC 7638
+    /// thumbprint).
+    #[arg(long, env = "OIDC_CLIENT_PRIVATE_KEY_KID", global = true)]
+    client_key_kid: Option<String>,
     /// Print the whole token response as JSON.
     #[arg(long, global = true)]
     json: bool,
@@ -188,10 +200,27 @@ pub async fn run(args: Args) -> Outcome {
     let Some(client_id) = c.client_id.clone() else {
         return usage("--client-id", "required (or OIDC_CLIENT_ID)");
     };
-    let auth = match (&c.client_secret, c.secret_post) {
-        (Some(s), false) => ClientAuth::SecretBasic(ClientSecret::new(s.clone())),
-        (Some(s), true) => ClientAuth::SecretPost(ClientSecret::new(s.clone())),
-        (None, _) => ClientAuth::None,
+    let auth = match (&c.client_secret, c.secret_post, &c.client_key) {
+        (_, _, Some(path)) => {
+            // Key files are small: a device or a huge file is refused.
+            let text = match std::fs::File::open(path).and_then(|f| {
+                use std::io::Read as _;
+                let mut bytes = Vec::new();
+                f.take(64 * 1024 + 1).read_to_end(&mut bytes).map(|_| bytes)
+            }) {
+                Ok(t) if t.len() <= 64 * 1024 => t,
+                Ok(_) => return usage("--client-key", &format!("{path}: larger than 64 KiB")),
+                Err(e) => return usage("--client-key", &format!("{path}: {e}")),
+            };
+            let kid = c.client_key_kid.clone().filter(|k| !k.is_empty());
+            match oidcgate_core::jose::sign::SigningKey::from_pem_or_jwk(&text, kid) {
+                Ok(key) => ClientAuth::PrivateKeyJwt(std::sync::Arc::new(key)),
+                Err(e) => return usage("--client-key", &format!("{path}: {e}")),
+            }
+        }
+        (Some(s), false, None) => ClientAuth::SecretBasic(ClientSecret::new(s.clone())),
+        (Some(s), true, None) => ClientAuth::SecretPost(ClientSecret::new(s.clone())),
+        (None, _, None) => ClientAuth::None,
     };
     let config = ClientConfig {
         auth,
@@ -214,7 +243,9 @@ pub async fn run(args: Args) -> Outcome {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let secret_tag = if c.client_secret.is_some() {
+    let secret_tag = if c.client_key.is_some() {
+        "private_key_jwt"
+    } else if c.client_secret.is_some() {
         "confidential"
     } else {
         "public"

@@ -374,7 +374,7 @@ impl ServeArgs {
                     .oidc_client_private_key_kid
                     .clone()
                     .filter(|k| !k.is_empty());
-                let key = private_key(&text, kid)
+                let key = SigningKey::from_pem_or_jwk(&text, kid)
                     .map_err(|e| err("OIDC_CLIENT_PRIVATE_KEY_FILE", format!("{path}: {e}")))?;
                 Ok(ClientAuth::PrivateKeyJwt(Arc::new(key)))
             }
@@ -560,15 +560,4 @@ fn read_small_file(path: &str, max: u64) -> Result<Vec<u8>, String> {
         return Err(format!("larger than {max} bytes"));
     }
     Ok(bytes)
-}
-
-/// A private key from a file's text: a JWK when it is a JSON object, else PEM.
-fn private_key(text: &[u8], kid: Option<String>) -> Result<SigningKey, String> {
-    let trimmed = text.trim_ascii_start();
-    if trimmed.starts_with(b"{") {
-        let jwk: serde_json::Value =
-            serde_json::from_slice(trimmed).map_err(|e| format!("not a JSON JWK: {e}"))?;
-        return SigningKey::from_private_jwk(&jwk, kid).map_err(|e| e.to_string());
-    }
-    SigningKey::from_pem(text, kid).map_err(|e| e.to_string())
 }

@@ -160,6 +160,18 @@ impl SigningKey {
         Ok(Self::named(alg, inner, kid))
     }
 
+    /// A private key file's contents: a private JWK when it is a JSON object, else PEM (see
+    /// [`Self::from_pem`] and [`Self::from_private_jwk`]).
+    pub fn from_pem_or_jwk(text: &[u8], kid: Option<String>) -> Result<Self, JoseError> {
+        let trimmed = text.trim_ascii_start();
+        if trimmed.starts_with(b"{") {
+            let jwk: Value = serde_json::from_slice(trimmed)
+                .map_err(|e| JoseError::InvalidJwk(format!("not a JSON JWK: {e}")))?;
+            return Self::from_private_jwk(&jwk, kid);
+        }
+        Self::from_pem(text, kid)
+    }
+
     /// Loads a private JWK (RFC 7517/7518/8037: RSA with its CRT members, EC P-256/384/521,
     /// OKP Ed25519). The algorithm is the JWK's `alg` when present, else the key type's
     /// default (RS256, ES256/384/512, EdDSA); the `kid` is `kid` (argument, then member), else
