@@ -165,6 +165,11 @@ async fn sessions_live_in_redis() {
     let r = get(&a.base_url, "/app", &cookie).await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.headers()["retry-after"], "2");
+    // Signing out cannot be confirmed: a 503 that keeps the cookie (so signing out again works
+    // once the store is back), never a silent success.
+    let r = get(&a.base_url, "/logout", &cookie).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.headers().get("set-cookie").is_none());
     let r = get(&a.base_url, "/readyz", "").await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: Value = r.json().await.unwrap_or_default();

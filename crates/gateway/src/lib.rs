@@ -83,6 +83,8 @@ struct Gateway {
     bearer: Option<AccessTokenValidator>,
     /// Login, when configured (ready once the IdP has been discovered).
     login: Option<Arc<deferred::LoginState>>,
+    /// A key warm-up started by `/readyz` is running (at most one at a time).
+    warming: std::sync::atomic::AtomicBool,
     upstream: proxy::Upstream,
 }
 
@@ -230,6 +232,7 @@ pub async fn build(config: GatewayConfig) -> Result<Router, StartError> {
         config,
         bearer,
         login: login_state.clone(),
+        warming: std::sync::atomic::AtomicBool::new(false),
         upstream,
     });
     let router = Router::new()
@@ -757,40 +760,39 @@ async fn userinfo(
 /// `GET /readyz`: keys loaded for the issuer.
 async fn readyz(State(gw): State<Shared>) -> Response {
     // Keys that never loaded (the IdP was down at start) are fetched again, in the background
-    // (within the key cache's own rate limit for failed fetches): a probe never waits on the
-    // IdP, so it answers at once even while the IdP hangs; the next probe sees the result.
-    let bearer_ready = match &gw.bearer {
-        Some(v) => {
-            let ready = v.key_caches().all(|k| k.is_ready());
-            if !ready {
-                let gw = gw.clone();
-                tokio::spawn(async move {
-                    if let Some(v) = &gw.bearer {
-                        let _ = v.warm_up().await;
-                    }
-                });
-            }
-            ready
-        }
-        None => true,
+    // (one warm-up at a time, within the key caches' own rate limit for failed fetches): a probe
+    // never waits on the IdP, so it answers at once even while the IdP hangs; the next probe
+    // sees the result.
+    let bearer_ready = gw
+        .bearer
+        .as_ref()
+        .is_none_or(|v| v.key_caches().all(|k| k.is_ready()));
+    let login_keys = gw
+        .login
+        .as_ref()
+        .and_then(|state| state.get())
+        .map(|ready| ready.client.id_token_validator().keys().clone());
+    // Discovery not done yet counts as not ready (it is retried in the background).
+    let login_ready = match (&gw.login, &login_keys) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(_), Some(keys)) => keys.is_ready(),
     };
-    let login_ready = match &gw.login {
-        Some(state) => match state.get() {
-            Some(ready) => {
-                let keys = ready.client.id_token_validator().keys();
-                if !keys.is_ready() {
-                    let keys = keys.clone();
-                    tokio::spawn(async move {
-                        let _ = keys.warm_up().await;
-                    });
-                }
-                keys.is_ready()
+    if (!bearer_ready || !login_ready)
+        && !gw.warming.swap(true, std::sync::atomic::Ordering::AcqRel)
+    {
+        let gw = gw.clone();
+        tokio::spawn(async move {
+            if let Some(v) = &gw.bearer {
+                let _ = v.warm_up().await;
             }
-            // Discovery has not succeeded yet (retried in the background).
-            None => false,
-        },
-        None => true,
-    };
+            if let Some(keys) = login_keys {
+                let _ = keys.warm_up().await;
+            }
+            gw.warming
+                .store(false, std::sync::atomic::Ordering::Release);
+        });
+    }
     let store_ready = match &gw.redis {
         Some(redis) => redis.ping().await,
         None => true,

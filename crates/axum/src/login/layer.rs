@@ -184,7 +184,10 @@ impl Revoked {
         if subs.len() > 100_000 {
             subs.retain(|_, (_, t)| *t > now);
         }
-        subs.insert(sub.to_owned(), (before, until));
+        // The latest cut-off wins (a late logout token must not lower it).
+        let entry = subs.entry(sub.to_owned()).or_insert((before, until));
+        entry.0 = entry.0.max(before);
+        entry.1 = entry.1.max(until);
     }
 
     fn is_revoked(&self, session: &SessionData) -> bool {
@@ -368,22 +371,10 @@ impl Shared {
                     None => return Ok(None),
                 }
             }
-            None => {
-                if let Some(data) = self.opened.get(&value) {
-                    data
-                } else {
-                    let Ok(plaintext) = self.config.keys.open(Purpose::Session, name, &value)
-                    else {
-                        return Ok(None);
-                    };
-                    let Ok(data) = serde_json::from_slice::<SessionData>(&plaintext) else {
-                        return Ok(None);
-                    };
-                    let data = Arc::new(data);
-                    self.opened.insert(value, data.clone());
-                    data
-                }
-            }
+            None => match self.open_cookie_session(value) {
+                Some(data) => data,
+                None => return Ok(None),
+            },
         };
         if data.expires_at <= now() || self.revoked.is_revoked(&data) {
             return Ok(None);
@@ -394,6 +385,19 @@ impl Shared {
             return Ok(None);
         }
         Ok(Some(Loaded { data, ticket }))
+    }
+
+    /// A sealed cookie session, opened (no expiry or revocation check). A hit in the decoded
+    /// cache means these exact bytes already passed AES-GCM authentication here.
+    fn open_cookie_session(&self, value: String) -> Option<Arc<SessionData>> {
+        if let Some(data) = self.opened.get(&value) {
+            return Some(data);
+        }
+        let name = self.config.session_cookie();
+        let plaintext = self.config.keys.open(Purpose::Session, name, &value).ok()?;
+        let data = Arc::new(serde_json::from_slice::<SessionData>(&plaintext).ok()?);
+        self.opened.insert(value, data.clone());
+        Some(data)
     }
 
     /// Redis for shared state when sessions live in cookies.
@@ -891,25 +895,60 @@ impl Shared {
     }
 
     async fn logout(&self, headers: &HeaderMap) -> Response {
-        let session = self.session(headers).await.ok().flatten().map(|l| l.data);
+        // The session to end: a cookie session is opened locally (ending it needs no store); a
+        // Redis session needs Redis.
+        let name = self.config.session_cookie();
+        let found = match &self.config.redis {
+            None => {
+                let cookies = request_cookies(headers);
+                Ok(self
+                    .chunks
+                    .join(name, |n| {
+                        cookies.iter().find(|(k, _)| *k == n).map(|(_, v)| *v)
+                    })
+                    .and_then(|value| self.open_cookie_session(value)))
+            }
+            Some(_) => self.session(headers).await.map(|l| l.map(|l| l.data)),
+        };
+        let mut failed = None;
+        let session = match found {
+            Ok(session) => session,
+            Err(e) => {
+                failed = Some(e);
+                None
+            }
+        };
         if let Some(s) = &session {
             self.revoked.revoke(&s.id, s.expires_at);
             if let Err(e) = self
                 .share_revocation(RevokedKind::Session, &s.id, 0, s.expires_at)
                 .await
             {
-                tracing::warn!(error = %e, "could not share the logout through Redis; the session is revoked in this process");
+                failed = Some(e);
             }
         }
         if let Some(redis) = &self.config.redis {
             let cookies = request_cookies(headers);
-            let name = self.config.session_cookie();
             if let Some(value) = cookies.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
                 && let Ok(ticket) = self.config.keys.open(Purpose::Ticket, name, value)
                 && let Err(e) = redis.delete(&ticket).await
             {
-                tracing::warn!(error = %e, "could not delete the session from Redis; it is revoked in this process");
+                failed = Some(e);
             }
+        }
+        if let Some(e) = failed {
+            // Not a silent success: other replicas could still accept the session. The cookies
+            // stay, so signing out again works once the store is back.
+            tracing::warn!(error = %e, "logout could not reach the session store; revoked in this process only");
+            let mut r = error_response(
+                headers,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "sign-out could not be completed: the session store is unavailable; please try again shortly",
+            );
+            r.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("2"));
+            return r;
         }
         let target = self
             .config

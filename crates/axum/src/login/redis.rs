@@ -309,6 +309,14 @@ impl RedisSessions {
         Ok(taken.map(|_| lease))
     }
 
+    /// Whether some replica holds the refresh lease of `of`.
+    pub async fn lease_held(&self, of: &[u8]) -> Result<bool, StoreError> {
+        let mut conn = self.manager.clone();
+        conn.exists(format!("{}refresh-lease:{}", self.prefix, hex(of)))
+            .await
+            .map_err(|e| self.failed(e))
+    }
+
     /// Gives a lease back, unless it expired and someone else holds it now.
     pub async fn release(&self, lease: RefreshLease) -> Result<(), StoreError> {
         const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
@@ -333,9 +341,22 @@ impl RedisSessions {
         before: i64,
         until: i64,
     ) -> Result<(), StoreError> {
+        const KEEP_MAX: &str = "local cur = redis.call('GET', KEYS[1]) \
+            if cur and tonumber(cur) and tonumber(cur) >= tonumber(ARGV[1]) then \
+              if redis.call('TTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end \
+              return 0 end \
+            redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) return 1";
         let ttl = u64::try_from(until - now()).unwrap_or(1).max(1);
         let mut conn = self.manager.clone();
-        conn.set_ex::<_, _, ()>(self.revoked_key(kind, value), before, ttl)
+        // The latest cut-off wins: a late or retried logout token with an earlier `iat` never
+        // lowers it (which would make sessions started in between valid again).
+        redis::cmd("EVAL")
+            .arg(KEEP_MAX)
+            .arg(1)
+            .arg(self.revoked_key(kind, value))
+            .arg(before)
+            .arg(ttl)
+            .query_async::<i64>(&mut conn)
             .await
             .map_err(|e| self.failed(e))?;
         self.revoked_cache

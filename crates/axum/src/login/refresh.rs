@@ -29,11 +29,15 @@ use super::session::{SessionData, SessionTokens};
 pub const REFRESH_BEFORE: i64 = 60;
 /// How long a refresh result is adopted by requests that carry the old refresh token.
 const RESULT_TTL: Duration = Duration::from_secs(60);
-/// Longest a replica holds the Redis lease (a refresh normally takes milliseconds; the HTTP
-/// client's own timeouts end a hung one well before).
-const LEASE_HOLD: Duration = Duration::from_secs(15);
-/// How long a replica that lost the lease waits for the winner's write.
-const WAIT_FOR_PEER: Duration = Duration::from_secs(10);
+/// Longest one refresh may take, all calls included (the token call and a key fetch each have
+/// a 10 s HTTP timeout); past it the attempt counts as unavailable.
+const REFRESH_DEADLINE: Duration = Duration::from_secs(22);
+/// Longest a replica holds the Redis lease: beyond [`REFRESH_DEADLINE`], so a lease never
+/// expires while its refresh may still redeem the token.
+const LEASE_HOLD: Duration = Duration::from_secs(30);
+/// How long a replica that lost the lease waits for the winner's write (it stops early when
+/// the lease is released without a result).
+const WAIT_FOR_PEER: Duration = Duration::from_secs(25);
 const PEER_POLL: Duration = Duration::from_millis(100);
 /// After a failure to reach the provider, a session's next attempt waits this long (a down
 /// IdP is not hit on every request).
@@ -73,9 +77,26 @@ pub fn expired(session: &SessionData, now: i64) -> bool {
 
 struct Flight {
     started: Instant,
+    /// SHA-256 of the refresh token this flight redeems: only requests carrying the same token
+    /// join it.
+    digest: [u8; 32],
     /// `None` while the refresh runs.
     outcome: tokio::sync::watch::Receiver<Option<Outcome>>,
 }
+
+impl Flight {
+    fn running(&self) -> bool {
+        self.outcome.borrow().is_none()
+    }
+
+    /// A finished flight that could not reach the provider, within the pause before a retry.
+    fn recently_unavailable(&self) -> bool {
+        matches!(&*self.outcome.borrow(), Some(Outcome::Unavailable(_)))
+            && self.started.elapsed() < RETRY_AFTER_FAILURE
+    }
+}
+
+type Flights = Mutex<HashMap<String, Flight>>;
 
 /// New tokens by SHA-256 of the refresh token they replaced.
 type Results = quick_cache::sync::Cache<[u8; 32], (Instant, SessionTokens, Option<String>)>;
@@ -105,7 +126,7 @@ impl RefreshCounts {
 
 /// The refreshes of one login layer.
 pub struct Refresher {
-    in_flight: Mutex<HashMap<String, Flight>>,
+    in_flight: Arc<Flights>,
     results: Arc<Results>,
     counts: Arc<RefreshCounts>,
 }
@@ -113,7 +134,7 @@ pub struct Refresher {
 impl Default for Refresher {
     fn default() -> Self {
         Self {
-            in_flight: Mutex::new(HashMap::new()),
+            in_flight: Arc::default(),
             results: Arc::new(quick_cache::sync::Cache::new(MAX_RESULTS)),
             counts: Arc::default(),
         }
@@ -202,33 +223,54 @@ impl Refresher {
             return Outcome::Refreshed(with_tokens(&job.session, tokens, id_token));
         }
         let id = job.session.id.clone();
-        let mut receiver = {
+        let receiver = {
             let mut flights = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
             if flights.len() > MAX_RESULTS {
-                flights.retain(|_, f| f.started.elapsed() < RETRY_AFTER_FAILURE);
+                // Finished flights past the retry pause only: a running one must stay, or a
+                // second refresh of its token could start beside it.
+                flights.retain(|_, f| f.running() || f.started.elapsed() < RETRY_AFTER_FAILURE);
             }
             match flights.get(&id) {
-                // Join a running flight, or one that failed to reach the provider moments ago.
-                Some(f)
-                    if !matches!(&*f.outcome.borrow(), Some(Outcome::Unavailable(_)))
-                        || f.started.elapsed() < RETRY_AFTER_FAILURE =>
-                {
+                // Join the running refresh of this same token, or a failure moments ago.
+                Some(f) if f.digest == key && (f.running() || f.recently_unavailable()) => {
                     f.outcome.clone()
                 }
                 _ => {
                     let (sender, receiver) = tokio::sync::watch::channel(None);
                     let results = self.results.clone();
                     let counts = self.counts.clone();
+                    let registry = self.in_flight.clone();
+                    let job_id = id.clone();
+                    let (id, mine) = (id.clone(), receiver.clone());
                     // Its own task: the caller's request may be dropped, the refresh is not.
                     tokio::spawn(async move {
-                        let outcome = run(job, key, results).await;
+                        let outcome =
+                            match tokio::time::timeout(REFRESH_DEADLINE, run(job, key, results))
+                                .await
+                            {
+                                Ok(outcome) => outcome,
+                                Err(_) => Outcome::Unavailable("the refresh took too long".into()),
+                            };
                         counts.record(&outcome);
+                        let failed = matches!(outcome, Outcome::Unavailable(_));
                         let _ = sender.send(Some(outcome));
+                        // Done: later requests use the result cache (or, after a failure to
+                        // reach the provider, wait out the retry pause on this entry).
+                        if !failed {
+                            let mut flights = registry.lock().unwrap_or_else(|p| p.into_inner());
+                            if flights
+                                .get(&id)
+                                .is_some_and(|f| f.outcome.same_channel(&mine))
+                            {
+                                flights.remove(&id);
+                            }
+                        }
                     });
                     flights.insert(
-                        id.clone(),
+                        job_id,
                         Flight {
                             started: Instant::now(),
+                            digest: key,
                             outcome: receiver.clone(),
                         },
                     );
@@ -236,22 +278,13 @@ impl Refresher {
                 }
             }
         };
-        let outcome = match receiver.wait_for(Option::is_some).await {
+        let mut receiver = receiver;
+        match receiver.wait_for(Option::is_some).await {
             Ok(done) => done
                 .clone()
                 .unwrap_or_else(|| Outcome::Unavailable("no refresh result".into())),
             Err(_) => Outcome::Unavailable("the refresh task failed".into()),
-        };
-        if !matches!(outcome, Outcome::Unavailable(_)) {
-            let mut flights = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-            if flights
-                .get(&id)
-                .is_some_and(|f| f.outcome.same_channel(&receiver))
-            {
-                flights.remove(&id);
-            }
         }
-        outcome
     }
 }
 
@@ -290,6 +323,7 @@ async fn run(job: Job, key: [u8; 32], results: Arc<Results>) -> Outcome {
             match redis.try_lease(session.id.as_bytes(), LEASE_HOLD).await {
                 Err(e) => return Outcome::Unavailable(e.to_string()),
                 Ok(None) => return wait_for_result(redis, session, old).await,
+
                 // Re-read: the previous holder may have published just before.
                 Ok(Some(lease)) => match published(redis, session, old).await {
                     Ok(Some(next)) => {
@@ -309,7 +343,10 @@ async fn run(job: Job, key: [u8; 32], results: Arc<Results>) -> Outcome {
             .await
         {
             Err(e) => return Outcome::Unavailable(e.to_string()),
-            Ok(None) => return wait_for_peer(redis, ticket, old).await,
+            Ok(None) => {
+                let of = &ticket[..ticket.len().min(16)];
+                return wait_for_peer(redis, ticket, of, old).await;
+            }
             Ok(Some(lease)) => match redis.load_fresh(ticket).await {
                 Err(e) => {
                     let _ = redis.release(lease).await;
@@ -347,6 +384,7 @@ async fn run(job: Job, key: [u8; 32], results: Arc<Results>) -> Outcome {
                 key,
                 (Instant::now(), fresh.clone(), response.id_token.clone()),
             );
+            let mut ended = false;
             let published = serde_json::to_vec(&Published {
                 tokens: fresh.clone(),
                 id_token: response.id_token.clone(),
@@ -358,6 +396,7 @@ async fn run(job: Job, key: [u8; 32], results: Arc<Results>) -> Outcome {
                     Ok(true) => {}
                     Ok(false) => {
                         tracing::info!("the session ended during its refresh");
+                        ended = true;
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "refreshed tokens could not be written to Redis; other replicas may refresh again")
@@ -377,7 +416,11 @@ async fn run(job: Job, key: [u8; 32], results: Arc<Results>) -> Outcome {
                 }
             }
             tracing::debug!("session tokens refreshed");
-            Outcome::Refreshed(next)
+            if ended {
+                Outcome::Rejected("the session ended during its refresh".into())
+            } else {
+                Outcome::Refreshed(next)
+            }
         }
         Err(e) => classify(e),
     };
@@ -412,15 +455,22 @@ fn classify(e: ClientError) -> Outcome {
 }
 
 /// Another replica holds the lease: wait for its write and adopt it.
-async fn wait_for_peer(redis: &RedisSessions, ticket: &[u8], old: &str) -> Outcome {
+async fn wait_for_peer(redis: &RedisSessions, ticket: &[u8], of: &[u8], old: &str) -> Outcome {
     let deadline = Instant::now() + WAIT_FOR_PEER;
     while Instant::now() < deadline {
         tokio::time::sleep(PEER_POLL).await;
+        // Read the lease first: released after the last read means the session is final.
+        let held = redis.lease_held(of).await;
         match redis.load_fresh(ticket).await {
             Ok(None) => return Outcome::Rejected("the session has ended".into()),
             Ok(Some(current)) if moved_on(&current, old) => return Outcome::Refreshed(current),
             Ok(Some(_)) => {}
             Err(e) => return Outcome::Unavailable(e.to_string()),
+        }
+        if let Ok(false) = held {
+            return Outcome::Unavailable(
+                "another replica's refresh ended without new tokens".into(),
+            );
         }
     }
     Outcome::Unavailable("another replica's refresh did not finish in time".into())
@@ -431,10 +481,17 @@ async fn wait_for_result(redis: &RedisSessions, session: &SessionData, old: &str
     let deadline = Instant::now() + WAIT_FOR_PEER;
     while Instant::now() < deadline {
         tokio::time::sleep(PEER_POLL).await;
+        let held = redis.lease_held(session.id.as_bytes()).await;
         match published(redis, session, old).await {
             Ok(Some(next)) => return Outcome::Refreshed(next),
             Ok(None) => {}
             Err(e) => return Outcome::Unavailable(e),
+        }
+        if let Ok(false) = held {
+            // Refused (the session is then on the revocation list) or failed: no new tokens.
+            return Outcome::Unavailable(
+                "another replica's refresh ended without new tokens".into(),
+            );
         }
     }
     Outcome::Unavailable("another replica's refresh did not finish in time".into())

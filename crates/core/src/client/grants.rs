@@ -10,7 +10,7 @@ use url::Url;
 
 use super::{ClientAuth, ClientError, OidcClient, json_object};
 use crate::http::{HttpRequest, Method};
-use crate::validate::IdTokenChecks;
+use crate::validate::{IdTokenChecks, ValidationError};
 
 /// A token-endpoint response. `Debug` hides the tokens.
 #[derive(Clone, PartialEq, Eq)]
@@ -208,14 +208,15 @@ impl OidcClient {
 
     /// Redeems a refresh token. A new ID token, when returned, must be for `expected_sub`
     /// (OIDC Core §12.2); it may lack `nonce`, but one it carries must equal `original_nonce`
-    /// when that is given.
+    /// when that is given. When the issuer's keys cannot be fetched to check it, the response
+    /// comes back without it (`id_token: None`) rather than losing the rotated tokens.
     pub async fn refresh(
         &self,
         refresh_token: &str,
         expected_sub: Option<&str>,
         original_nonce: Option<&str>,
     ) -> Result<TokenResponse, ClientError> {
-        let tokens = self
+        let mut tokens = self
             .token_request(&[
                 ("grant_type", "refresh_token"),
                 ("refresh_token", refresh_token),
@@ -229,7 +230,16 @@ impl OidcClient {
                 expected_sub,
                 original_nonce,
             };
-            self.id_tokens.validate(id_token, checks).await?;
+            match self.id_tokens.validate(id_token, checks).await {
+                Ok(_) => {}
+                // The old refresh token is spent by now: keep the new tokens (they came from the
+                // token endpoint itself) and drop only the ID token that could not be checked.
+                Err(ValidationError::KeysUnavailable(e)) => {
+                    tracing::warn!(error = %e, "the refreshed ID token could not be checked (issuer keys unavailable); it is not kept");
+                    tokens.id_token = None;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(tokens)
     }
