@@ -297,9 +297,27 @@ async fn missing_settings_exit_2() {
 
 #[tokio::test]
 async fn back_channel_logout_ends_the_app_session() {
-    let s = setup_with(|port| {
-        Some(format!(
-            r#"
+    back_channel_logout(&[]).await;
+}
+
+#[tokio::test]
+async fn back_channel_logout_ends_a_redis_session() {
+    let port = support::gateway::free_addr().port();
+    let dir = support::redis::TempDir::new(port);
+    let redis = support::redis::Redis::start(port, dir.path(), false);
+    let url = format!("redis://127.0.0.1:{port}/0");
+    back_channel_logout(&[("SESSION_STORE", "redis"), ("REDIS_URL", url.as_str())]).await;
+    let keys = redis.cli(&["--scan", "--pattern", "oidcgate:session:*"]);
+    assert_eq!(keys.trim(), "", "the session was deleted from Redis");
+}
+
+/// Signs alice in, then signs her out at the IdP, whose back-channel logout must end the app's
+/// session (app settings `extra`).
+async fn back_channel_logout(extra: &[(&str, &str)]) {
+    let s = setup_full(
+        |port| {
+            Some(format!(
+                r#"
 [[users]]
 username = "alice"
 password = "wonderland"
@@ -311,8 +329,10 @@ client_secret = "demo-secret"
 redirect_uris = ["http://127.0.0.1:4180/auth/callback"]
 backchannel_logout_uri = "http://127.0.0.1:{port}/auth/backchannel-logout"
 "#
-        ))
-    })
+            ))
+        },
+        extra,
+    )
     .await;
     let http = client();
     let mut jar = Jar::default();

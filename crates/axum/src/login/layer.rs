@@ -859,7 +859,11 @@ impl Shared {
                 let deleted = match &self.config.redis {
                     Some(redis) => {
                         redis
-                            .delete_indexed(request.sid.as_deref(), request.sub.as_deref())
+                            .delete_indexed(
+                                request.sid.as_deref(),
+                                request.sub.as_deref(),
+                                request.iat,
+                            )
                             .await
                     }
                     None => Ok(()),

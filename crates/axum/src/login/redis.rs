@@ -3,8 +3,8 @@
 //! (AES-256-GCM, the id as associated data), so Redis alone reveals no tokens or profiles.
 //! Keys: `{prefix}session:{id}` with a TTL of the remaining session age, `{prefix}refresh-lease:{id}`
 //! (one replica refreshes a session's tokens at a time), and index sets
-//! `{prefix}sid:{idp sid}` / `{prefix}sub:{sub}` so a back-channel logout can end every
-//! session of an IdP session or user. A bounded in-process cache keeps decoded sessions for
+//! `{prefix}idx-sid:{idp sid}` / `{prefix}idx-sub:{sub}` (sorted by start time) so a back-channel
+//! logout can end every session of an IdP session, or a user's sessions that started before it. A bounded in-process cache keeps decoded sessions for
 //! `SESSION_CACHE_TTL` (other replicas see a logout within it).
 //!
 //! With the cookie store, the same connection holds the server state that replicas share
@@ -163,8 +163,16 @@ impl RedisSessions {
         let key = self.key(id);
         let mut pipe = redis::pipe();
         pipe.atomic().set_ex(&key, stored, ttl);
+        // Sorted by start time; members whose sessions have surely expired are dropped as new
+        // ones come in, so a user who signs in every day does not grow the index forever.
+        let max_age = data.expires_at.saturating_sub(data.created_at);
         for index in self.indexes(data) {
-            pipe.sadd(&index, &key)
+            pipe.zadd(&index, &key, data.created_at)
+                .zrembyscore(
+                    &index,
+                    "-inf",
+                    format!("({}", now().saturating_sub(max_age)),
+                )
                 .expire(&index, i64::try_from(ttl).unwrap_or(i64::MAX));
         }
         pipe.query_async::<()>(&mut conn)
@@ -174,11 +182,19 @@ impl RedisSessions {
     }
 
     fn indexes(&self, data: &SessionData) -> Vec<String> {
-        let mut out = vec![format!("{}sub:{}", self.prefix, hex(data.sub.as_bytes()))];
+        let mut out = vec![self.sub_index(&data.sub)];
         if let Some(sid) = &data.idp_sid {
-            out.push(format!("{}sid:{}", self.prefix, hex(sid.as_bytes())));
+            out.push(self.sid_index(sid));
         }
         out
+    }
+
+    fn sub_index(&self, sub: &str) -> String {
+        format!("{}idx-sub:{}", self.prefix, hex(sub.as_bytes()))
+    }
+
+    fn sid_index(&self, sid: &str) -> String {
+        format!("{}idx-sid:{}", self.prefix, hex(sid.as_bytes()))
     }
 
     /// The session of a ticket: `Ok(None)` when it ended or never existed.
@@ -497,25 +513,32 @@ impl RedisSessions {
             .map_err(|e| self.failed(e))
     }
 
-    /// Ends every session indexed under an IdP `sid` (or a `sub`).
+    /// Ends every session of an IdP `sid`, or else every session of a `sub` that started at
+    /// or before `before` (a back-channel logout token's `iat`: a later sign-in survives it).
     pub async fn delete_indexed(
         &self,
         sid: Option<&str>,
         sub: Option<&str>,
+        before: i64,
     ) -> Result<(), StoreError> {
-        let index = match (sid, sub) {
-            (Some(sid), _) => format!("{}sid:{}", self.prefix, hex(sid.as_bytes())),
-            (None, Some(sub)) => format!("{}sub:{}", self.prefix, hex(sub.as_bytes())),
+        let (index, upto) = match (sid, sub) {
+            (Some(sid), _) => (self.sid_index(sid), "+inf".to_owned()),
+            (None, Some(sub)) => (self.sub_index(sub), before.to_string()),
             (None, None) => return Ok(()),
         };
         let mut conn = self.manager.clone();
-        let keys: Vec<String> = conn.smembers(&index).await.map_err(|e| self.failed(e))?;
-        if !keys.is_empty() {
-            conn.del::<_, ()>(&keys).await.map_err(|e| self.failed(e))?;
-        }
-        conn.del::<_, ()>(&index)
+        let keys: Vec<String> = conn
+            .zrangebyscore(&index, "-inf", &upto)
             .await
             .map_err(|e| self.failed(e))?;
+        if !keys.is_empty() {
+            // Only these members leave the index: a session saved meanwhile stays indexed.
+            let mut pipe = redis::pipe();
+            pipe.atomic().del(&keys).zrem(&index, &keys);
+            pipe.query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| self.failed(e))?;
+        }
         // Cached copies die within SESSION_CACHE_TTL; the local ones now.
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
         Ok(())
