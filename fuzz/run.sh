@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs oidcgate-core's cargo-fuzz targets (jws_parse, jwks_parse, discovery_parse, session_cookie) for a bounded
-# time each and prints how many inputs each one executed.
+# Runs oidcgate's cargo-fuzz targets for a bounded time each and prints how many inputs each one
+# executed. Targets: jws_parse, jwks_parse, discovery_parse, session_cookie, callback_query and
+# logout_token (oidcgate-core), return_path (oidcgate-axum's `rd` check) and gateway_config
+# (oidcgate-gateway's settings).
 #
 #   fuzz/run.sh [SECONDS] [TARGET...]     SECONDS per target, default 60; default: all targets
 #
@@ -17,10 +19,13 @@
 # corpus fuzz/target/corpus/<target>/ and logs to fuzz/target/logs/ (both git-ignored). A crash
 # leaves its input in fuzz/artifacts/<target>/ (git-ignored); minimize it with
 # `RUSTC_BOOTSTRAP=1 cargo fuzz tmin <target> <artifact>`, then add it to fuzz/corpus/<target>/
-# so `cargo test -p oidcgate-core --test fuzz_corpus` replays it for good.
+# so the replay tests replay it for good: `cargo test -p oidcgate-core --test fuzz_corpus` (the
+# core targets), `-p oidcgate-axum --test fuzz_corpus` (return_path) and
+# `-p oidcgate-gateway --test fuzz_corpus` (gateway_config).
 set -euo pipefail
 
-ALL_TARGETS=(jws_parse jwks_parse discovery_parse session_cookie)
+ALL_TARGETS=(jws_parse jwks_parse discovery_parse session_cookie callback_query return_path
+    logout_token gateway_config)
 seconds="${1:-60}"
 shift || true
 if [[ $# -gt 0 ]]; then

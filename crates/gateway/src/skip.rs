@@ -47,6 +47,12 @@ impl SkipAuth {
                     _ => (None, item),
                 };
             let pattern = pattern.trim_start_matches('^').trim_end_matches('$');
+            // The pattern must stand on its own: one with an unbalanced `)` could otherwise
+            // close the anchoring group (`/health)|(.*` would match every path).
+            Regex::new(pattern).map_err(|e| ConfigError {
+                setting: "SKIP_AUTH_ROUTES",
+                problem: format!("{item:?}: {e}"),
+            })?;
             let path = Regex::new(&format!("^(?:{pattern})$")).map_err(|e| ConfigError {
                 setting: "SKIP_AUTH_ROUTES",
                 problem: format!("{item:?}: {e}"),
@@ -150,6 +156,10 @@ mod tests {
         }
         assert!(s.matches(&Method::GET, "/public/a%20b.css"));
         assert!(SkipAuth::parse(Some("GET=(")).is_err());
+        assert!(
+            SkipAuth::parse(Some("/health)|(.*")).is_err(),
+            "a pattern cannot escape its anchors"
+        );
         assert!(
             SkipAuth::parse(Some("G3T=/x")).is_ok(),
             "not a method name: the whole item is the regex"
