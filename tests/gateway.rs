@@ -9,7 +9,9 @@ use axum::http::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::browser::{Jar, app_sign_in};
-use support::gateway::{SECRET, client, echo_upstream, free_addr, service_token, start_gateway};
+use support::gateway::{
+    SECRET, client, echo_upstream, free_addr, service_token, start_gateway, start_idp,
+};
 use support::{Running, start_server};
 
 const BIN: &str = env!("CARGO_BIN_EXE_oidcgate");
@@ -678,4 +680,42 @@ async fn login_waits_for_an_idp_that_is_down_at_start() {
     assert!(ready, "the gateway became ready once the IdP answered");
     let mut jar = Jar::default();
     assert_eq!(app_sign_in(&http, &mut jar, base, "/app").await, "/app");
+}
+
+/// The IdP goes down after the gateway has discovered it: sessions and cached keys go on, and
+/// a new sign-in gets a clear 503 page instead of a redirect to a dead host.
+#[tokio::test]
+async fn login_while_the_idp_is_down_is_a_clear_503() {
+    let idp = start_idp().await;
+    let (upstream, _task) = echo_upstream().await;
+    let gw = gateway(&idp.base_url, &upstream, &[]).await;
+    let base = &gw.base_url;
+    let http = client();
+    let mut jar = Jar::default();
+    assert_eq!(app_sign_in(&http, &mut jar, base, "/app").await, "/app");
+    drop(idp);
+    // The last check that the IdP answered is trusted for 5 s.
+    tokio::time::sleep(std::time::Duration::from_millis(5_500)).await;
+    let r = http
+        .get(format!("{base}/login?rd=/app"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.headers().contains_key("retry-after"));
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("identity provider cannot be reached")
+    );
+    // The existing session goes on.
+    let r = http
+        .get(format!("{base}/app"))
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
 }

@@ -176,7 +176,10 @@ async fn authorize(
         .lock()
         .unwrap()
         .insert(code.clone(), q.get("nonce").cloned().unwrap_or_default());
-    let mut url = url::Url::parse(q.get("redirect_uri").map_or("", String::as_str)).unwrap();
+    // A request without a redirect URI (a reachability probe, say) gets a plain 400.
+    let Some(Ok(mut url)) = q.get("redirect_uri").map(|r| url::Url::parse(r)) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
     {
         let mut pairs = url.query_pairs_mut();
         pairs.append_pair("code", &code);

@@ -221,6 +221,8 @@ struct Shared {
     chunks: CookieChunks,
     logout_tokens: LogoutTokenValidator,
     refresher: Refresher,
+    /// The last check that the provider answers, and when (see [`Shared::provider_up`]).
+    provider_seen: Mutex<Option<(std::time::Instant, bool)>>,
     /// Decoded cookie sessions keyed by the whole sealed cookie value: a hit means these exact
     /// bytes already passed AES-GCM authentication here, so decryption and JSON parsing are
     /// skipped. Expiry and revocation are still checked on every request.
@@ -247,6 +249,7 @@ impl OidcLoginLayer {
             chunks: CookieChunks::default(),
             logout_tokens,
             refresher: Refresher::default(),
+            provider_seen: Mutex::new(None),
             opened: quick_cache::sync::Cache::new(OPENED_SESSIONS),
         };
         Self {
@@ -481,6 +484,30 @@ impl Shared {
         }
     }
 
+    /// Whether the provider answers (a GET of its authorization endpoint, 2 s timeout; an
+    /// answer is trusted for 5 s, a failure for 1 s so a recovery shows quickly): a login while
+    /// it is down gets a clear 503 page rather than a redirect to a dead host.
+    async fn provider_up(&self) -> bool {
+        if let Some((at, up)) = *self.provider_seen.lock().unwrap_or_else(|p| p.into_inner())
+            && at.elapsed() < Duration::from_secs(if up { 5 } else { 1 })
+        {
+            return up;
+        }
+        let up = self
+            .config
+            .client
+            .authorization_endpoint_reachable(Duration::from_secs(2))
+            .await;
+        if !up {
+            tracing::warn!(
+                "the identity provider's authorization endpoint does not answer; logins get 503"
+            );
+        }
+        *self.provider_seen.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((std::time::Instant::now(), up));
+        up
+    }
+
     fn login(&self, headers: &HeaderMap, uri: &http::Uri) -> Response {
         let rd = safe_return_path(&query_param(uri, "rd").unwrap_or_default());
         let built = self
@@ -607,6 +634,11 @@ impl Shared {
                     _ => StatusCode::BAD_REQUEST,
                 };
                 tracing::info!(error = %e, "login callback refused");
+                if matches!(e, ClientError::Http(_)) {
+                    // The provider did not answer: the next login shows the outage page.
+                    *self.provider_seen.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some((std::time::Instant::now(), false));
+                }
                 let mut r = error_response(headers, status, "login_failed", &e.to_string());
                 set_cookie(
                     &mut r,
@@ -1000,6 +1032,17 @@ where
             let method = request.method().clone();
             let config = &shared.config;
             if path == config.login_path && method == Method::GET {
+                if !shared.provider_up().await {
+                    let mut r = error_response(
+                        request.headers(),
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "temporarily_unavailable",
+                        "sign-in is unavailable: the identity provider cannot be reached; try again shortly",
+                    );
+                    r.headers_mut()
+                        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
+                    return Ok(r);
+                }
                 return Ok(shared.login(request.headers(), request.uri()));
             }
             if path == shared.callback_path && method == Method::GET {

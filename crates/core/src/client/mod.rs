@@ -250,6 +250,28 @@ impl OidcClient {
         &self.id_tokens
     }
 
+    /// Whether the provider's authorization endpoint answers at all (any HTTP status below
+    /// 500; a bare GET there is usually a 400), within `timeout`. Lets a login route show a
+    /// clear "provider unreachable" page instead of sending the browser to a dead host.
+    pub async fn authorization_endpoint_reachable(&self, timeout: std::time::Duration) -> bool {
+        let Ok(url) = self.endpoint(
+            self.metadata.authorization_endpoint.as_ref(),
+            "authorization",
+        ) else {
+            return false;
+        };
+        let request = crate::http::HttpRequest {
+            method: crate::http::Method::Get,
+            url,
+            headers: Vec::new(),
+            body: None,
+        };
+        matches!(
+            tokio::time::timeout(timeout, self.http.execute(request)).await,
+            Ok(Ok(response)) if response.status < 500
+        )
+    }
+
     fn endpoint(&self, url: Option<&Url>, name: &'static str) -> Result<Url, ClientError> {
         let url = url.ok_or(ClientError::NoEndpoint(name))?;
         self.config.url_policy.check(url)?;
