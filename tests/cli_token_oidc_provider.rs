@@ -340,7 +340,7 @@ async fn client_credentials_with_a_private_key() {
     let peer = start_oidc_provider(&[("JWT_CLIENT_JWKS", jwks.as_str())]).await;
     let cache = temp("op-pkjwt");
     let file = cache.join("client.pem");
-    std::fs::write(&file, support::pkcs8_pem(&key)).unwrap();
+    std::fs::write(&file, key.to_pkcs8_pem().unwrap()).unwrap();
     let file = file.to_string_lossy().into_owned();
     let args = [
         "client-credentials",

@@ -598,25 +598,58 @@ impl ScriptedIdp {
     }
 }
 
-/// The refetch cooldown of the scripted-IdP tests, and a wait just past it.
-const COOLDOWN: &str = "300ms";
-const PAST_COOLDOWN: Duration = Duration::from_millis(500);
+/// A scripted IdP and a gateway (bearer tokens; with `login`, sign-in too) whose first key
+/// fetch failed fast at start, past the refetch cooldown, with the IdP's JWKS now hanging: the
+/// next key fetch hangs until the 10 s outbound timeout.
+struct Hanging {
+    idp: ScriptedIdp,
+    key: SigningKey,
+    gw: faults::Proc,
+    base: String,
+    _upstream: tokio::task::JoinHandle<()>,
+}
 
-#[tokio::test]
-async fn slow_idp_requests_answered_within_the_outbound_timeout() {
+async fn hanging_idp(login: bool) -> Hanging {
     let idp = ScriptedIdp::start().await;
     let key = SigningKey::generate(Algorithm::ES256).unwrap();
     idp.publish(&[&key]);
     // Fails fast at start (so start-up is quick), then hangs.
     idp.jwks(JwksMode::Status500);
-    let (upstream, _upstream) = echo_upstream().await;
-    let mut gw = Settings::login(&idp.issuer, &upstream)
+    let (upstream, task) = echo_upstream().await;
+    let settings = if login {
+        Settings::login(&idp.issuer, &upstream)
+    } else {
+        Settings::bearer(&idp.issuer, &upstream)
+    };
+    let gw = settings
         .set("OIDC_JWKS_REFETCH_COOLDOWN", COOLDOWN)
         .serve()
         .await;
     let base = gw.base_url.clone();
     idp.jwks(JwksMode::Hang);
     tokio::time::sleep(PAST_COOLDOWN).await;
+    Hanging {
+        idp,
+        key,
+        gw,
+        base,
+        _upstream: task,
+    }
+}
+
+/// The refetch cooldown of the scripted-IdP tests, and a wait just past it.
+const COOLDOWN: &str = "300ms";
+const PAST_COOLDOWN: Duration = Duration::from_millis(500);
+
+#[tokio::test]
+async fn slow_idp_requests_answered_within_the_outbound_timeout() {
+    let Hanging {
+        idp,
+        key,
+        mut gw,
+        base,
+        _upstream,
+    } = hanging_idp(true).await;
     let token = mint(&key, &claims(&idp.issuer, "demo-api", SystemTime::now()));
 
     let (_, jwks_before) = idp.hits();
@@ -681,18 +714,13 @@ async fn slow_idp_requests_answered_within_the_outbound_timeout() {
 /// did when it was counted from the start: the n-th request waited n × 10 s).
 #[tokio::test]
 async fn slow_idp_waiters_share_one_timed_out_fetch() {
-    let idp = ScriptedIdp::start().await;
-    let key = SigningKey::generate(Algorithm::ES256).unwrap();
-    idp.publish(&[&key]);
-    idp.jwks(JwksMode::Status500);
-    let (upstream, _upstream) = echo_upstream().await;
-    let mut gw = Settings::bearer(&idp.issuer, &upstream)
-        .set("OIDC_JWKS_REFETCH_COOLDOWN", COOLDOWN)
-        .serve()
-        .await;
-    let base = gw.base_url.clone();
-    idp.jwks(JwksMode::Hang);
-    tokio::time::sleep(PAST_COOLDOWN).await;
+    let Hanging {
+        idp,
+        key,
+        mut gw,
+        base,
+        _upstream,
+    } = hanging_idp(false).await;
     let token = mint(&key, &claims(&idp.issuer, "demo-api", SystemTime::now()));
     let (_, jwks_before) = idp.hits();
     // Three requests and a readiness probe arrive while the first fetch hangs. Each may wait
@@ -746,18 +774,13 @@ async fn slow_idp_waiters_share_one_timed_out_fetch() {
 /// the login keys; now it never waits on the IdP).
 #[tokio::test]
 async fn slow_idp_readyz_answers_within_one_outbound_timeout() {
-    let idp = ScriptedIdp::start().await;
-    let key = SigningKey::generate(Algorithm::ES256).unwrap();
-    idp.publish(&[&key]);
-    idp.jwks(JwksMode::Status500);
-    let (upstream, _upstream) = echo_upstream().await;
-    let mut gw = Settings::login(&idp.issuer, &upstream)
-        .set("OIDC_JWKS_REFETCH_COOLDOWN", COOLDOWN)
-        .serve()
-        .await;
-    let base = gw.base_url.clone();
-    idp.jwks(JwksMode::Hang);
-    tokio::time::sleep(PAST_COOLDOWN).await;
+    let Hanging {
+        idp: _idp,
+        key: _,
+        mut gw,
+        base,
+        _upstream,
+    } = hanging_idp(true).await;
     let started = Instant::now();
     let r = client()
         .get(format!("{base}/readyz"))

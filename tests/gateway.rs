@@ -290,7 +290,7 @@ async fn bad_settings_exit_2_naming_the_setting() {
     let signing =
         oidcgate_core::jose::sign::SigningKey::generate(oidcgate_core::jose::Algorithm::ES256)
             .unwrap();
-    std::fs::write(&key, support::pkcs8_pem(&signing)).unwrap();
+    std::fs::write(&key, signing.to_pkcs8_pem().unwrap()).unwrap();
     let key = key.to_string_lossy().into_owned();
     let junk = dir.join("junk.pem");
     std::fs::write(

@@ -217,7 +217,7 @@ async fn private_key_jwt_client_signs_in_and_refreshes_with_rotation() {
     let dir = std::env::temp_dir().join(format!("oidcgate-pkjwt-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let key_file = dir.join("client.pem");
-    std::fs::write(&key_file, support::pkcs8_pem(&key)).unwrap();
+    std::fs::write(&key_file, key.to_pkcs8_pem().unwrap()).unwrap();
     let jwks = serde_json::json!({"keys": [key.public_jwk().unwrap()]}).to_string();
     let addr = free_addr();
     let base = format!("http://{addr}");

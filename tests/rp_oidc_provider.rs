@@ -376,7 +376,7 @@ async fn private_key_jwt_authenticates_code_refresh_introspection_revocation_and
     let peer = start_oidc_provider(&[("JWT_CLIENT_JWKS", &jwks.to_string())]).await;
     let issuer = peer.base_url.clone();
     // Loaded the way the gateway loads OIDC_CLIENT_KEY_FILE: PEM, algorithm from the key.
-    let loaded = SigningKey::from_pem(support::pkcs8_pem(&es).as_bytes(), None).unwrap();
+    let loaded = SigningKey::from_pem(es.to_pkcs8_pem().unwrap().as_bytes(), None).unwrap();
     let client = jwt_client(&issuer, loaded).await;
 
     let (url, pending) = client

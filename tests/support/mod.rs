@@ -313,21 +313,6 @@ pub async fn try_start_server_reading(
     Some((Running { child, base_url }, more))
 }
 
-/// A private key as a PEM `PRIVATE KEY` (PKCS#8), as `openssl genpkey` writes it.
-pub fn pkcs8_pem(key: &oidcgate_core::jose::sign::SigningKey) -> String {
-    use base64::Engine as _;
-    let body = base64::engine::general_purpose::STANDARD.encode(key.to_pkcs8().unwrap());
-    let lines: Vec<String> = body
-        .as_bytes()
-        .chunks(64)
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect();
-    format!(
-        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-        lines.join("\n")
-    )
-}
-
 /// `wanted` concurrent connections, or fewer when this process may not open enough files
 /// (each request here holds a client socket and, through an in-process upstream, a server
 /// socket); says so on stderr when it cuts.

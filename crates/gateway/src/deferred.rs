@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{HeaderValue, Request, StatusCode};
+use axum::http::Request;
 use axum::response::Response;
 use oidcgate_axum::login::OidcLoginLayer;
 use oidcgate_core::client::OidcClient;
@@ -103,17 +103,8 @@ pub struct DeferredLogin<S> {
 }
 
 fn waiting(request: &Request<Body>) -> Response {
-    let mut r = oidcgate_axum::login::pages::error_response(
-        request.headers(),
-        StatusCode::SERVICE_UNAVAILABLE,
-        "temporarily_unavailable",
-        "sign-in is unavailable: the identity provider cannot be reached; try again shortly",
-    );
-    r.headers_mut().insert(
-        axum::http::header::RETRY_AFTER,
-        HeaderValue::from_static("5"),
-    );
-    r
+    use oidcgate_axum::login::pages::{PROVIDER_UNREACHABLE, unavailable};
+    unavailable(request.headers(), PROVIDER_UNREACHABLE, "5")
 }
 
 impl<S> Service<Request<Body>> for DeferredLogin<S>

@@ -38,7 +38,7 @@ use serde_json::Value;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::pages::error_response;
+use super::pages::{PROVIDER_UNREACHABLE, error_response, unavailable};
 use super::redirect::safe_return_path;
 use super::redis::{RedisSessions, RevokedKind, StoreError};
 use super::refresh::{self, Coordination, Job, Outcome, Refresher};
@@ -976,15 +976,11 @@ impl Shared {
             // Not a silent success: other replicas could still accept the session. The cookies
             // stay, so signing out again works once the store is back.
             tracing::warn!(error = %e, "logout could not reach the session store; revoked in this process only");
-            let mut r = error_response(
+            return unavailable(
                 headers,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
                 "sign-out could not be completed: the session store is unavailable; please try again shortly",
+                "2",
             );
-            r.headers_mut()
-                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("2"));
-            return r;
         }
         let target = self
             .config
@@ -1033,15 +1029,7 @@ where
             let config = &shared.config;
             if path == config.login_path && method == Method::GET {
                 if !shared.provider_up().await {
-                    let mut r = error_response(
-                        request.headers(),
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "temporarily_unavailable",
-                        "sign-in is unavailable: the identity provider cannot be reached; try again shortly",
-                    );
-                    r.headers_mut()
-                        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
-                    return Ok(r);
+                    return Ok(unavailable(request.headers(), PROVIDER_UNREACHABLE, "5"));
                 }
                 return Ok(shared.login(request.headers(), request.uri()));
             }
@@ -1094,15 +1082,11 @@ where
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "session store unavailable");
-                    let mut r = error_response(
+                    return Ok(unavailable(
                         request.headers(),
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "temporarily_unavailable",
                         "the session store is unavailable; try again shortly",
-                    );
-                    r.headers_mut()
-                        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("2"));
-                    return Ok(r);
+                        "2",
+                    ));
                 }
             };
             let mut response = inner.call(request).await?;

@@ -31,6 +31,26 @@ pub fn escape(s: &str) -> String {
 }
 
 /// An error page or JSON error.
+/// What a login route says while the identity provider cannot be reached.
+pub const PROVIDER_UNREACHABLE: &str =
+    "sign-in is unavailable: the identity provider cannot be reached; try again shortly";
+
+/// A 503 `temporarily_unavailable` answer (HTML or JSON, as [`error_response`]) with
+/// `Retry-After: {retry_after}` seconds.
+pub fn unavailable(request: &HeaderMap, description: &str, retry_after: &'static str) -> Response {
+    let mut response = error_response(
+        request,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        description,
+    );
+    response.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        HeaderValue::from_static(retry_after),
+    );
+    response
+}
+
 pub fn error_response(
     request: &HeaderMap,
     status: StatusCode,

@@ -292,6 +292,20 @@ impl SigningKey {
         Ok(doc)
     }
 
+    /// The private key as PEM (`PRIVATE KEY`, PKCS#8; what [`Self::from_pem`] reads), for a
+    /// key file. HMAC keys have none.
+    pub fn to_pkcs8_pem(&self) -> Result<String, JoseError> {
+        use base64::Engine as _;
+        let body = base64::engine::general_purpose::STANDARD.encode(self.to_pkcs8()?);
+        let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+        for line in body.as_bytes().chunks(64) {
+            pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+            pem.push('\n');
+        }
+        pem.push_str("-----END PRIVATE KEY-----\n");
+        Ok(pem)
+    }
+
     /// Replaces the `kid`.
     pub fn with_kid(mut self, kid: impl Into<String>) -> Self {
         self.kid = kid.into();
@@ -429,20 +443,6 @@ mod tests {
     use super::*;
     use crate::jose::{AlgorithmSet, JwkSet, UnverifiedJwt};
 
-    fn pem(der: &[u8]) -> String {
-        use base64::Engine as _;
-        let body = base64::engine::general_purpose::STANDARD.encode(der);
-        let lines: Vec<&str> = body
-            .as_bytes()
-            .chunks(64)
-            .map(|c| std::str::from_utf8(c).unwrap_or_default())
-            .collect();
-        format!(
-            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-            lines.join("\n")
-        )
-    }
-
     #[test]
     fn pem_keys_load_with_their_algorithm_detected() {
         for alg in [
@@ -453,7 +453,7 @@ mod tests {
             Algorithm::EdDSA,
         ] {
             let key = SigningKey::generate(alg).unwrap();
-            let text = pem(&key.to_pkcs8().unwrap());
+            let text = key.to_pkcs8_pem().unwrap();
             let loaded = SigningKey::from_pem(text.as_bytes(), None).unwrap();
             assert_eq!(loaded.alg(), alg);
             assert_eq!(loaded.kid(), key.kid(), "{alg:?}: the RFC 7638 thumbprint");
@@ -461,7 +461,8 @@ mod tests {
             assert_eq!(named.unwrap().kid(), "k1");
         }
         assert!(SigningKey::from_pem(b"not a key", None).is_err());
-        let junk = pem(b"\x30\x03\x02\x01\x00");
+        // A PKCS#8 envelope holding only `SEQUENCE { INTEGER 0 }`.
+        let junk = "-----BEGIN PRIVATE KEY-----\nMAMCAQA=\n-----END PRIVATE KEY-----\n";
         assert!(SigningKey::from_pem(junk.as_bytes(), None).is_err());
     }
 
