@@ -3,7 +3,10 @@
 //! servers merge — removed first; the gateway's own cookies removed from `Cookie`; hop-by-hop
 //! headers dropped (RFC 9110 §7.6.1); `X-Forwarded-*` set.
 
-use axum::http::header::{CONNECTION, COOKIE, HOST};
+use axum::http::header::{
+    CONNECTION, COOKIE, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE,
+};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 
 /// The identity headers the upstream receives.
@@ -16,25 +19,38 @@ pub const ACCESS_TOKEN: &str = "x-forwarded-access-token";
 const IDENTITY: [&str; 5] = [USER, EMAIL, PREFERRED_USERNAME, GROUPS, ACCESS_TOKEN];
 
 /// Hop-by-hop headers, never forwarded.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 8] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
 ];
+
+/// Whether a header name is an identity header once `_` is read as `-` (header names are
+/// stored lower-case). Runs for every header of every request, so it compares in place.
+fn is_identity_spelling(name: &HeaderName) -> bool {
+    let name = name.as_str().as_bytes();
+    IDENTITY.iter().any(|identity| {
+        identity.len() == name.len()
+            && identity
+                .bytes()
+                .zip(name)
+                .all(|(i, &n)| i == if n == b'_' { b'-' } else { n })
+    })
+}
 
 /// Removes identity headers and every spelling a CGI server would merge with them.
 pub fn strip_identity(headers: &mut HeaderMap) {
+    if !headers.keys().any(is_identity_spelling) {
+        return;
+    }
     let spoofable: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| {
-            let normalized = name.as_str().replace('_', "-").to_ascii_lowercase();
-            IDENTITY.contains(&normalized.as_str())
-        })
+        .filter(|name| is_identity_spelling(name))
         .cloned()
         .collect();
     for name in spoofable {
@@ -44,16 +60,24 @@ pub fn strip_identity(headers: &mut HeaderMap) {
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<String> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty())
-        .collect();
-    for name in HOP_BY_HOP.iter().map(|s| (*s).to_owned()).chain(named) {
-        headers.remove(name.as_str());
+    // Most messages carry none: one pass over the names instead of eight removals.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
+    if headers.contains_key(CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
     }
 }
 
@@ -64,8 +88,22 @@ pub fn is_gateway_cookie(name: &str) -> bool {
         || name.starts_with("oidcgate_login.")
 }
 
+/// Whether a `Cookie` header value holds one of the gateway's cookies.
+fn has_gateway_cookie(value: &str) -> bool {
+    value
+        .split(';')
+        .any(|pair| is_gateway_cookie(pair.trim_start()))
+}
+
 /// Drops the gateway's cookies from `Cookie`, keeping the application's.
 pub fn strip_gateway_cookies(headers: &mut HeaderMap) {
+    let ours = headers
+        .get_all(COOKIE)
+        .iter()
+        .any(|v| v.to_str().map_or(true, has_gateway_cookie));
+    if !ours {
+        return;
+    }
     let kept: Vec<String> = headers
         .get_all(COOKIE)
         .iter()
@@ -84,21 +122,40 @@ pub fn strip_gateway_cookies(headers: &mut HeaderMap) {
     }
 }
 
+/// The client end of a connection, its address already in header form (made once per
+/// connection, used on every request of it).
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub addr: std::net::SocketAddr,
+    ip: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(addr: std::net::SocketAddr) -> Self {
+        // An IP address in text form is always a valid header value.
+        let ip = HeaderValue::from_str(&addr.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Self { addr, ip }
+    }
+}
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
 /// Sets `X-Forwarded-For` (appending the peer), `-Proto` and `-Host`.
-pub fn set_forwarded(headers: &mut HeaderMap, peer: std::net::IpAddr, proto: &str) {
-    let xff = HeaderName::from_static("x-forwarded-for");
-    let chain = match headers.get(&xff).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {peer}"),
-        None => peer.to_string(),
+pub fn set_forwarded(headers: &mut HeaderMap, peer: &Peer, proto: &'static str) {
+    let chain = match headers.get(X_FORWARDED_FOR).map(HeaderValue::to_str) {
+        Some(Ok(prev)) => HeaderValue::from_str(&format!("{prev}, {}", peer.addr.ip())).ok(),
+        // None, or not text: the chain starts here.
+        _ => Some(peer.ip.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&chain) {
-        headers.insert(xff, v);
+    if let Some(v) = chain {
+        headers.insert(X_FORWARDED_FOR, v);
     }
-    if let Ok(v) = HeaderValue::from_str(proto) {
-        headers.insert(HeaderName::from_static("x-forwarded-proto"), v);
-    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     if let Some(host) = headers.get(HOST).cloned() {
-        headers.insert(HeaderName::from_static("x-forwarded-host"), host);
+        headers.insert(X_FORWARDED_HOST, host);
     }
 }
 
@@ -150,5 +207,40 @@ mod tests {
         only_ours.insert(COOKIE, HeaderValue::from_static("oidcgate_session=x"));
         strip_gateway_cookies(&mut only_ours);
         assert!(!only_ours.contains_key(COOKIE));
+    }
+
+    #[test]
+    fn hop_by_hop_without_connection_header_and_untouched_cookies() {
+        let mut h = HeaderMap::new();
+        h.insert(TE, HeaderValue::from_static("trailers"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(PROXY_AUTHORIZATION, HeaderValue::from_static("Basic eA=="));
+        h.insert(COOKIE, HeaderValue::from_static("app=1; theme=dark"));
+        strip_hop_by_hop(&mut h);
+        strip_gateway_cookies(&mut h);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[COOKIE], "app=1; theme=dark");
+        let mut not_text = HeaderMap::new();
+        not_text.insert(
+            COOKIE,
+            HeaderValue::from_bytes(b"oidcgate_session=\xff").unwrap(),
+        );
+        strip_gateway_cookies(&mut not_text);
+        assert!(!not_text.contains_key(COOKIE));
+    }
+
+    #[test]
+    fn forwarded_chain() {
+        let peer = Peer::new("192.0.2.7:5555".parse().unwrap());
+        let mut h = HeaderMap::new();
+        h.insert(HOST, HeaderValue::from_static("app.example"));
+        set_forwarded(&mut h, &peer, "https");
+        assert_eq!(h[X_FORWARDED_FOR], "192.0.2.7");
+        assert_eq!(h[X_FORWARDED_PROTO], "https");
+        assert_eq!(h[X_FORWARDED_HOST], "app.example");
+        h.insert(X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.1"));
+        set_forwarded(&mut h, &peer, "http");
+        assert_eq!(h[X_FORWARDED_FOR], "203.0.113.1, 192.0.2.7");
+        assert_eq!(h[X_FORWARDED_PROTO], "http");
     }
 }

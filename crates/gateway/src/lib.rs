@@ -15,11 +15,10 @@ pub mod metrics;
 pub mod proxy;
 pub mod skip;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::header::{AUTHORIZATION, LOCATION};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -347,7 +346,7 @@ pub async fn serve(config: GatewayConfig) -> Result<(), StartError> {
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let service = hyper_util::service::TowerToHyperService::new(app.clone().layer(axum::Extension(ConnectInfo(peer))));
+                let service = hyper_util::service::TowerToHyperService::new(app.clone().layer(axum::Extension(headers::Peer::new(peer))));
                 let mut builder = hyper::server::conn::http1::Builder::new();
                 builder
                     .timer(hyper_util::rt::TokioTimer::new())
@@ -554,33 +553,41 @@ fn identity_headers(gw: &Gateway, id: &Identity, into: &mut HeaderMap) {
 /// Everything that is not a gateway route: authenticate, authorize, proxy.
 async fn forward(
     State(gw): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    axum::Extension(peer): axum::Extension<headers::Peer>,
     mut request: Request,
 ) -> Response {
     if !gw.config.skip_auth.is_empty() {
         // Match and forward the same, normalized path (never the query).
-        let normalized = skip::normalize_path(request.uri().path());
-        if normalized != request.uri().path() {
+        if let std::borrow::Cow::Owned(normalized) = skip::normalize_path(request.uri().path())
+            && normalized != request.uri().path()
+        {
             let pq = match request.uri().query() {
                 Some(q) => format!("{normalized}?{q}"),
-                None => normalized.clone(),
-            };
-            let Ok(pq) = pq.parse::<axum::http::uri::PathAndQuery>() else {
-                return StatusCode::BAD_REQUEST.into_response();
+                None => normalized,
             };
             let mut parts = request.uri().clone().into_parts();
-            parts.path_and_query = Some(pq);
-            if let Ok(uri) = axum::http::Uri::from_parts(parts) {
-                *request.uri_mut() = uri;
-            }
+            parts.path_and_query = pq.parse::<axum::http::uri::PathAndQuery>().ok();
+            let Some(uri) = parts
+                .path_and_query
+                .is_some()
+                .then(|| axum::http::Uri::from_parts(parts).ok())
+                .flatten()
+            else {
+                return StatusCode::BAD_REQUEST.into_response();
+            };
+            *request.uri_mut() = uri;
         }
-        if gw.config.skip_auth.matches(request.method(), &normalized) {
+        if gw
+            .config
+            .skip_auth
+            .matches(request.method(), request.uri().path())
+        {
             let headers = request.headers_mut();
             headers::strip_identity(headers);
             headers::strip_gateway_cookies(headers);
             headers::set_forwarded(
                 headers,
-                peer.ip(),
+                &peer,
                 if gw.config.cookie_secure {
                     "https"
                 } else {
@@ -621,7 +628,7 @@ async fn forward(
     identity_headers(&gw, &id, headers);
     headers::set_forwarded(
         headers,
-        peer.ip(),
+        &peer,
         if gw.config.cookie_secure {
             "https"
         } else {

@@ -9,6 +9,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::HeaderMap;
 use axum::http::header::{CONNECTION, HOST, UPGRADE};
+use axum::http::uri::{Authority, Scheme};
 use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::response::Response;
 use hyper_util::client::legacy::Client;
@@ -21,7 +22,11 @@ use crate::headers;
 /// The protected application.
 #[derive(Clone)]
 pub struct Upstream {
-    base: Url,
+    /// `UPSTREAM_URL`'s authority with the same as a `Host` value, split once (`None`: not
+    /// usable, every request gets 502 — the configuration check prevents it).
+    authority: Option<(Authority, HeaderValue)>,
+    /// `UPSTREAM_URL`'s path, without its final `/`, put before every request path.
+    prefix: String,
     client: Client<HttpConnector, Body>,
     timeout: Duration,
     /// Bounds concurrent upstream requests (UPSTREAM_MAX_CONNECTIONS).
@@ -39,8 +44,17 @@ impl Upstream {
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);
         let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections));
+        let host = match base.port() {
+            Some(port) => format!("{}:{port}", base.host_str().unwrap_or_default()),
+            None => base.host_str().unwrap_or_default().to_owned(),
+        };
+        let authority = host.parse::<Authority>().ok().and_then(|authority| {
+            let host = HeaderValue::from_str(authority.as_str()).ok()?;
+            Some((authority, host))
+        });
         Self {
-            base,
+            authority,
+            prefix: base.path().trim_end_matches('/').to_owned(),
             client,
             timeout,
             permits,
@@ -49,34 +63,32 @@ impl Upstream {
     }
 
     /// The upstream URI for a request path (appended to the upstream's own path prefix).
-    fn target(&self, original: &Uri) -> Option<Uri> {
-        let prefix = self.base.path().trim_end_matches('/');
-        let path_and_query = original.path_and_query().map_or("/", |p| p.as_str());
-        let authority = match self.base.port() {
-            Some(port) => format!("{}:{port}", self.base.host_str()?),
-            None => self.base.host_str()?.to_owned(),
+    fn target(&self, original: &Uri) -> Option<(Uri, HeaderValue)> {
+        let (authority, host) = self.authority.as_ref()?;
+        let path_and_query = match original.path_and_query() {
+            // The common case: no prefix, the request's own path (a cheap clone of its bytes).
+            Some(pq) if self.prefix.is_empty() => pq.clone(),
+            Some(pq) => format!("{}{}", self.prefix, pq.as_str()).parse().ok()?,
+            None => format!("{}/", self.prefix).parse().ok()?,
         };
-        format!("http://{authority}{prefix}{path_and_query}")
-            .parse()
-            .ok()
+        let mut parts = axum::http::uri::Parts::default();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(authority.clone());
+        parts.path_and_query = Some(path_and_query);
+        Some((Uri::from_parts(parts).ok()?, host.clone()))
     }
 
-    /// Sends the request upstream and streams the answer back.
     /// Sends the request upstream and streams the answer back. A WebSocket (or other HTTP/1.1
     /// `Upgrade`) request keeps its upgrade headers; when the upstream switches protocols, the
     /// two upgraded connections are joined and bytes copied both ways until either side closes.
     pub async fn forward(&self, mut request: Request) -> Response {
-        let Some(target) = self.target(request.uri()) else {
+        let Some((target, host)) = self.target(request.uri()) else {
             return page(
                 StatusCode::BAD_GATEWAY,
                 "The gateway's upstream URL is not usable.",
             );
         };
-        if let Some(authority) = target.authority()
-            && let Ok(host) = HeaderValue::from_str(authority.as_str())
-        {
-            request.headers_mut().insert(HOST, host);
-        }
+        request.headers_mut().insert(HOST, host);
         *request.uri_mut() = target;
         if self.max_body > 0 {
             let declared = request

@@ -92,7 +92,17 @@ pub fn ambiguous(path: &str) -> bool {
 
 /// Resolves dot segments (RFC 3986 §5.2.4), treating `%2e`/`%2E` as `.`; other bytes are kept
 /// as they are. Always starts with `/`.
-pub fn normalize_path(path: &str) -> String {
+pub fn normalize_path(path: &str) -> std::borrow::Cow<'_, str> {
+    // Most paths have nothing to resolve: no `.`/`..` segment and no encoded dot.
+    let plain = path.starts_with('/')
+        && !path.split('/').any(|seg| seg == "." || seg == "..")
+        && !path
+            .as_bytes()
+            .windows(3)
+            .any(|w| w[0] == b'%' && w[1] == b'2' && (w[2] | 0x20) == b'e');
+    if plain {
+        return std::borrow::Cow::Borrowed(path);
+    }
     let decoded_dots = path.replace("%2e", ".").replace("%2E", ".");
     let mut out: Vec<&str> = Vec::new();
     let segments: Vec<&str> = decoded_dots.split('/').skip(1).collect();
@@ -113,7 +123,7 @@ pub fn normalize_path(path: &str) -> String {
             s => out.push(s),
         }
     }
-    format!("/{}", out.join("/"))
+    std::borrow::Cow::Owned(format!("/{}", out.join("/")))
 }
 
 #[cfg(test)]

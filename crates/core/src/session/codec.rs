@@ -240,14 +240,21 @@ impl CookieChunks {
 
     /// Rejoins chunks found by `get(name)`; `None` when the first chunk is absent.
     pub fn join<'a>(&self, name: &str, get: impl Fn(&str) -> Option<&'a str>) -> Option<String> {
-        let mut out = String::new();
-        for n in self.names(name) {
-            match get(&n) {
+        // Runs on every request: no allocation unless the first chunk is there.
+        let first = get(name).filter(|v| !v.is_empty())?;
+        let mut out = first.to_owned();
+        let mut chunk_name = String::with_capacity(name.len() + 3);
+        for i in 1..self.max_chunks {
+            chunk_name.clear();
+            chunk_name.push_str(name);
+            chunk_name.push('.');
+            let _ = std::fmt::Write::write_fmt(&mut chunk_name, format_args!("{i}"));
+            match get(&chunk_name) {
                 Some(part) => out.push_str(part),
                 None => break,
             }
         }
-        (!out.is_empty()).then_some(out)
+        Some(out)
     }
 }
 
