@@ -8,6 +8,7 @@ use axum::http::header::{
     TRANSFER_ENCODING, UPGRADE,
 };
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use oidcgate_axum::login::session::cookie_pairs;
 
 /// The identity headers the upstream receives.
 pub const USER: &str = "x-auth-request-user";
@@ -83,41 +84,49 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Whether a cookie belongs to the gateway (its session, its chunks, its pending logins).
 pub fn is_gateway_cookie(name: &str) -> bool {
-    name.starts_with("oidcgate_session")
-        || name.starts_with("__Host-oidcgate_session")
-        || name.starts_with("oidcgate_login.")
+    is_gateway_cookie_bytes(name.as_bytes())
 }
 
-/// Whether a `Cookie` header value holds one of the gateway's cookies.
-fn has_gateway_cookie(value: &str) -> bool {
-    value
-        .split(';')
-        .any(|pair| is_gateway_cookie(pair.trim_start()))
+fn is_gateway_cookie_bytes(name: &[u8]) -> bool {
+    name.starts_with(b"oidcgate_session")
+        || name.starts_with(b"__Host-oidcgate_session")
+        || name.starts_with(b"oidcgate_login.")
 }
 
-/// Drops the gateway's cookies from `Cookie`, keeping the application's.
+/// Drops the gateway's cookies from `Cookie`, keeping the application's (one pass over the
+/// header; rebuilt only when it mixes both).
 pub fn strip_gateway_cookies(headers: &mut HeaderMap) {
-    let ours = headers
-        .get_all(COOKIE)
-        .iter()
-        .any(|v| v.to_str().map_or(true, has_gateway_cookie));
+    let (mut ours, mut theirs) = (false, false);
+    for value in headers.get_all(COOKIE) {
+        for (name, _) in cookie_pairs(value.as_bytes()) {
+            if is_gateway_cookie_bytes(name) {
+                ours = true;
+            } else {
+                theirs = true;
+            }
+        }
+    }
     if !ours {
         return;
     }
-    let kept: Vec<String> = headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty())
-        .filter(|pair| !is_gateway_cookie(pair.split('=').next().unwrap_or("")))
-        .map(str::to_owned)
-        .collect();
+    let kept = theirs.then(|| {
+        let mut kept = Vec::new();
+        for value in headers.get_all(COOKIE) {
+            for (name, value) in cookie_pairs(value.as_bytes()) {
+                if !is_gateway_cookie_bytes(name) {
+                    if !kept.is_empty() {
+                        kept.extend_from_slice(b"; ");
+                    }
+                    kept.extend_from_slice(name);
+                    kept.push(b'=');
+                    kept.extend_from_slice(value);
+                }
+            }
+        }
+        kept
+    });
     headers.remove(COOKIE);
-    if !kept.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
-    {
+    if let Some(v) = kept.and_then(|kept| HeaderValue::from_bytes(&kept).ok()) {
         headers.insert(COOKIE, v);
     }
 }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod deferred;
 pub mod headers;
 pub mod metrics;
+pub mod pool;
 pub mod proxy;
 pub mod skip;
 
@@ -30,34 +31,81 @@ use oidcgate_core::client::{ClientConfig, OidcClient};
 use oidcgate_core::http::{HttpClient, ReqwestClient, UrlPolicy};
 use oidcgate_core::provider::{KeyCacheConfig, ProviderMetadata};
 use oidcgate_core::session::SessionKeys;
-use oidcgate_core::validate::{AccessTokenValidator, IssuerPolicy, TokenCacheConfig};
+use oidcgate_core::validate::{
+    AccessTokenValidator, IssuerPolicy, TokenCacheConfig, VerifiedClaims,
+};
 use serde_json::json;
 
 pub use config::{ConfigError, GatewayConfig, ServeArgs};
 
-/// Who a request is from. `Debug` hides the token.
+/// Who a request is from: its session, or the verified claims of its bearer token (shared,
+/// not copied: a request reads a few fields once). `Debug` hides the token.
 #[derive(Clone)]
-struct Identity {
-    sub: String,
-    email: Option<String>,
+enum Identity {
+    Session(SessionUser),
+    Bearer {
+        claims: Arc<VerifiedClaims>,
+        /// The token itself, kept only when it is to be passed upstream.
+        token: Option<String>,
+    },
+}
+
+impl Identity {
+    fn sub(&self) -> &str {
+        match self {
+            Self::Session(user) => &user.sub,
+            Self::Bearer { claims, .. } => claims.subject().unwrap_or_default(),
+        }
+    }
+
+    fn email(&self) -> Option<&str> {
+        match self {
+            Self::Session(user) => user.email.as_deref(),
+            Self::Bearer { claims, .. } => claims.email(),
+        }
+    }
+
     /// The IdP's `email_verified`, when it sent one.
-    email_verified: Option<bool>,
-    preferred_username: Option<String>,
-    groups: Vec<String>,
-    /// The request's bearer token, or the session's access token when the session keeps one
-    /// (forwarded only when configured).
-    bearer: Option<String>,
+    fn email_verified(&self) -> Option<bool> {
+        match self {
+            Self::Session(user) => user.email_verified,
+            Self::Bearer { claims, .. } => claims
+                .claim("email_verified")
+                .and_then(serde_json::Value::as_bool),
+        }
+    }
+
+    fn preferred_username(&self) -> Option<&str> {
+        match self {
+            Self::Session(user) => user.preferred_username.as_deref(),
+            Self::Bearer { claims, .. } => claims.preferred_username(),
+        }
+    }
+
+    fn groups<'a>(&'a self, claim: &str) -> Vec<&'a str> {
+        match self {
+            Self::Session(user) => user.groups.iter().map(String::as_str).collect(),
+            Self::Bearer { claims, .. } => claims.string_list_claim(claim),
+        }
+    }
+
+    /// The request's bearer token, or the session's access token when the session keeps one.
+    fn token(&self) -> Option<&str> {
+        match self {
+            Self::Session(user) => user.access_token(),
+            Self::Bearer { token, .. } => token.as_deref(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Identity")
-            .field("sub", &self.sub)
-            .field("email", &self.email)
-            .field("email_verified", &self.email_verified)
-            .field("preferred_username", &self.preferred_username)
-            .field("groups", &self.groups)
-            .field("has_token", &self.bearer.is_some())
+            .field("sub", &self.sub())
+            .field("email", &self.email())
+            .field("email_verified", &self.email_verified())
+            .field("preferred_username", &self.preferred_username())
+            .field("has_token", &self.token().is_some())
             .finish()
     }
 }
@@ -419,14 +467,7 @@ async fn identify(
     session: Option<&SessionUser>,
 ) -> Result<Option<Identity>, Response> {
     if let Some(user) = session {
-        return Ok(Some(Identity {
-            sub: user.sub.clone(),
-            email: user.email.clone(),
-            email_verified: user.email_verified,
-            preferred_username: user.preferred_username.clone(),
-            groups: user.groups.clone(),
-            bearer: user.access_token().map(str::to_owned),
-        }));
+        return Ok(Some(Identity::Session(user.clone())));
     }
     let Some(validator) = &gw.bearer else {
         return Ok(None);
@@ -463,19 +504,10 @@ async fn identify(
     if !missing.is_empty() {
         return Err(BearerError::InsufficientScope(missing.into()).into_response());
     }
-    Ok(Some(Identity {
-        sub: claims.subject().unwrap_or_default().to_owned(),
-        email: claims.email().map(str::to_owned),
-        email_verified: claims
-            .claim("email_verified")
-            .and_then(serde_json::Value::as_bool),
-        preferred_username: claims.preferred_username().map(str::to_owned),
-        groups: claims
-            .string_list_claim(&gw.config.groups_claim)
-            .into_iter()
-            .map(str::to_owned)
-            .collect(),
-        bearer: Some(token.to_owned()),
+    let pass_token = gw.config.pass_access_token || gw.config.pass_authorization_header;
+    Ok(Some(Identity::Bearer {
+        claims,
+        token: pass_token.then(|| token.to_owned()),
     }))
 }
 
@@ -483,20 +515,22 @@ async fn identify(
 /// `email_verified: false` matches no email rule (anyone can claim an unverified address at an
 /// IdP that allows self-registration); IdPs that send no `email_verified` are trusted.
 fn allowed(config: &GatewayConfig, id: &Identity) -> bool {
-    let email = id
-        .email
-        .as_deref()
-        .filter(|_| id.email_verified != Some(false))
-        .map(str::to_ascii_lowercase);
     let by_email = config.allowed_emails.is_empty() && config.allowed_email_domains.is_empty()
-        || email.as_deref().is_some_and(|e| {
-            config.allowed_emails.iter().any(|a| a == e)
-                || e.rsplit_once('@').is_some_and(|(_, domain)| {
-                    config.allowed_email_domains.iter().any(|d| d == domain)
-                })
-        });
+        || id
+            .email()
+            .filter(|_| id.email_verified() != Some(false))
+            .map(str::to_ascii_lowercase)
+            .is_some_and(|e| {
+                config.allowed_emails.contains(&e)
+                    || e.rsplit_once('@').is_some_and(|(_, domain)| {
+                        config.allowed_email_domains.iter().any(|d| d == domain)
+                    })
+            });
     let by_group = config.allowed_groups.is_empty()
-        || id.groups.iter().any(|g| config.allowed_groups.contains(g));
+        || id
+            .groups(&config.groups_claim)
+            .iter()
+            .any(|g| config.allowed_groups.iter().any(|a| a == g));
     by_email && by_group
 }
 
@@ -522,25 +556,32 @@ fn unauthenticated(gw: &Gateway, headers: &HeaderMap, rd: &str) -> Response {
     BearerError::Missing.into_response()
 }
 
+const USER: HeaderName = HeaderName::from_static(headers::USER);
+const EMAIL: HeaderName = HeaderName::from_static(headers::EMAIL);
+const PREFERRED_USERNAME: HeaderName = HeaderName::from_static(headers::PREFERRED_USERNAME);
+const GROUPS: HeaderName = HeaderName::from_static(headers::GROUPS);
+const ACCESS_TOKEN: HeaderName = HeaderName::from_static(headers::ACCESS_TOKEN);
+
 fn identity_headers(gw: &Gateway, id: &Identity, into: &mut HeaderMap) {
-    let mut set = |name: &'static str, value: &str| {
+    let mut set = |name: HeaderName, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
-            into.insert(HeaderName::from_static(name), v);
+            into.insert(name, v);
         }
     };
-    set(headers::USER, &id.sub);
-    if let Some(e) = &id.email {
-        set(headers::EMAIL, e);
+    set(USER, id.sub());
+    if let Some(e) = id.email() {
+        set(EMAIL, e);
     }
-    if let Some(u) = &id.preferred_username {
-        set(headers::PREFERRED_USERNAME, u);
+    if let Some(u) = id.preferred_username() {
+        set(PREFERRED_USERNAME, u);
     }
-    if !id.groups.is_empty() {
-        set(headers::GROUPS, &id.groups.join(","));
+    let groups = id.groups(&gw.config.groups_claim);
+    if !groups.is_empty() {
+        set(GROUPS, &groups.join(","));
     }
-    if let Some(token) = &id.bearer {
+    if let Some(token) = id.token() {
         if gw.config.pass_access_token {
-            set(headers::ACCESS_TOKEN, token);
+            set(ACCESS_TOKEN, token);
         }
         if gw.config.pass_authorization_header
             && let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}"))
@@ -705,14 +746,8 @@ async fn verify(
     match identify(&gw, &headers, session.as_ref()).await {
         Ok(Some(id)) if allowed(&gw.config, &id) => {
             let mut r = StatusCode::ACCEPTED.into_response();
-            for name in [
-                headers::USER,
-                headers::EMAIL,
-                headers::PREFERRED_USERNAME,
-                headers::GROUPS,
-            ] {
-                r.headers_mut()
-                    .insert(HeaderName::from_static(name), HeaderValue::from_static(""));
+            for name in [USER, EMAIL, PREFERRED_USERNAME, GROUPS] {
+                r.headers_mut().insert(name, HeaderValue::from_static(""));
             }
             identity_headers(&gw, &id, r.headers_mut());
             r
@@ -737,8 +772,8 @@ async fn userinfo(
     match identify(&gw, &headers, session.as_ref()).await {
         Ok(Some(id)) => {
             let mut body = serde_json::Map::new();
-            body.insert("sub".into(), json!(id.sub));
-            if let Some(e) = id.email {
+            body.insert("sub".into(), json!(id.sub()));
+            if let Some(e) = id.email() {
                 body.insert("email".into(), json!(e));
             }
             if let Some(user) = &session
@@ -751,11 +786,12 @@ async fn userinfo(
             {
                 body.insert("name".into(), json!(n));
             }
-            if let Some(u) = id.preferred_username {
+            if let Some(u) = id.preferred_username() {
                 body.insert("preferred_username".into(), json!(u));
             }
-            if !id.groups.is_empty() {
-                body.insert("groups".into(), json!(id.groups));
+            let groups = id.groups(&gw.config.groups_claim);
+            if !groups.is_empty() {
+                body.insert("groups".into(), json!(groups));
             }
             axum::Json(serde_json::Value::Object(body)).into_response()
         }

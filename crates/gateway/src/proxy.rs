@@ -9,12 +9,9 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::HeaderMap;
 use axum::http::header::{CONNECTION, HOST, UPGRADE};
-use axum::http::uri::{Authority, Scheme};
+use axum::http::uri::Authority;
 use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::response::Response;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use url::Url;
 
 use crate::headers;
@@ -27,7 +24,7 @@ pub struct Upstream {
     authority: Option<(Authority, HeaderValue)>,
     /// `UPSTREAM_URL`'s path, without its final `/`, put before every request path.
     prefix: String,
-    client: Client<HttpConnector, Body>,
+    pool: std::sync::Arc<crate::pool::Pool>,
     timeout: Duration,
     /// Bounds concurrent upstream requests (UPSTREAM_MAX_CONNECTIONS).
     permits: std::sync::Arc<tokio::sync::Semaphore>,
@@ -37,45 +34,43 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(base: Url, timeout: Duration, max_connections: usize, max_body: u64) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
         let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections));
         let host = match base.port() {
             Some(port) => format!("{}:{port}", base.host_str().unwrap_or_default()),
             None => base.host_str().unwrap_or_default().to_owned(),
         };
+        // Idle connections: as many as may be busy at once (UPSTREAM_MAX_CONNECTIONS).
+        let pool = crate::pool::Pool::new(
+            host.clone(),
+            Duration::from_secs(5),
+            Duration::from_secs(60),
+            max_connections,
+        );
         let authority = host.parse::<Authority>().ok().and_then(|authority| {
             let host = HeaderValue::from_str(authority.as_str()).ok()?;
             Some((authority, host))
         });
         Self {
             authority,
+            pool,
             prefix: base.path().trim_end_matches('/').to_owned(),
-            client,
             timeout,
             permits,
             max_body,
         }
     }
 
-    /// The upstream URI for a request path (appended to the upstream's own path prefix).
+    /// The request target sent upstream, in origin form (the upstream's path prefix, then the
+    /// request's path and query), and the `Host` header that goes with it.
     fn target(&self, original: &Uri) -> Option<(Uri, HeaderValue)> {
-        let (authority, host) = self.authority.as_ref()?;
+        let (_, host) = self.authority.as_ref()?;
         let path_and_query = match original.path_and_query() {
             // The common case: no prefix, the request's own path (a cheap clone of its bytes).
             Some(pq) if self.prefix.is_empty() => pq.clone(),
             Some(pq) => format!("{}{}", self.prefix, pq.as_str()).parse().ok()?,
             None => format!("{}/", self.prefix).parse().ok()?,
         };
-        let mut parts = axum::http::uri::Parts::default();
-        parts.scheme = Some(Scheme::HTTP);
-        parts.authority = Some(authority.clone());
-        parts.path_and_query = Some(path_and_query);
-        Some((Uri::from_parts(parts).ok()?, host.clone()))
+        Some((Uri::from(path_and_query), host.clone()))
     }
 
     /// Sends the request upstream and streams the answer back. A WebSocket (or other HTTP/1.1
@@ -126,8 +121,8 @@ impl Upstream {
             }
             None => None,
         };
-        match tokio::time::timeout(self.timeout, self.client.request(request)).await {
-            Ok(Ok(mut response)) => {
+        match tokio::time::timeout(self.timeout, self.pool.send(request)).await {
+            Ok(Ok((mut response, lease))) => {
                 if response.status() == StatusCode::SWITCHING_PROTOCOLS
                     && let Some(client_side) = client_upgrade
                 {
@@ -150,7 +145,7 @@ impl Upstream {
                 }
                 let (mut parts, body) = response.into_parts();
                 headers::strip_hop_by_hop(&mut parts.headers);
-                Response::from_parts(parts, Body::new(body))
+                Response::from_parts(parts, Body::new(crate::pool::PooledBody::new(body, lease)))
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "upstream request failed");

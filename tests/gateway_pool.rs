@@ -1,0 +1,210 @@
+//! The gateway's upstream connection pool (`crates/gateway/src/pool.rs`), over real sockets:
+//! connections are reused across requests and body kinds (length, chunked, empty, HEAD), an
+//! app closing idle keep-alive connections (as uvicorn and gunicorn do after a few seconds) or
+//! answering `Connection: close` never shows as a 502, a response the client abandons halfway
+//! does not poison the next request, and concurrent requests open no more connections than
+//! they need. The app counts the connections it accepts.
+
+mod support;
+
+use support::faults;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use axum::body::{Body, Bytes};
+use faults::Settings;
+use oidcgate_core::jose::Algorithm;
+use oidcgate_core::jose::sign::SigningKey;
+use reqwest::StatusCode;
+use support::gateway::client;
+use support::{TestIssuer, claims, mint};
+
+/// How long the app keeps an idle connection open.
+const APP_IDLE: Duration = Duration::from_millis(300);
+
+/// An app on hyper that closes connections idle for `APP_IDLE`; counts accepted connections.
+async fn counting_app() -> (String, Arc<AtomicUsize>) {
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(answer);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(APP_IDLE)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (url, accepted)
+}
+
+async fn answer(
+    request: hyper::Request<hyper::body::Incoming>,
+) -> Result<hyper::Response<Body>, Infallible> {
+    let response = match request.uri().path() {
+        "/chunked" => {
+            let chunks = ["one ", "two ", "three"].map(|c| Ok::<_, Infallible>(Bytes::from(c)));
+            hyper::Response::new(Body::from_stream(futures_util::stream::iter(chunks)))
+        }
+        "/empty" => hyper::Response::builder()
+            .status(204)
+            .body(Body::empty())
+            .unwrap(),
+        "/close" => hyper::Response::builder()
+            .header("connection", "close")
+            .body(Body::from("closing"))
+            .unwrap(),
+        "/big" => hyper::Response::new(Body::from(vec![b'b'; 4 << 20])),
+        _ => hyper::Response::new(Body::from("ok")),
+    };
+    Ok(response)
+}
+
+async fn setup() -> (TestIssuer, String, faults::Proc, String, Arc<AtomicUsize>) {
+    let key = SigningKey::generate(Algorithm::ES256).unwrap();
+    let issuer = TestIssuer::start(&[&key]).await;
+    let token = mint(&key, &claims(&issuer.issuer, "demo-api", SystemTime::now()));
+    let (app, accepted) = counting_app().await;
+    let gw = Settings::bearer(&issuer.issuer, &app).serve().await;
+    let base = gw.base_url.clone();
+    (issuer, token, gw, base, accepted)
+}
+
+async fn get(http: &reqwest::Client, base: &str, path: &str, token: &str) -> (StatusCode, String) {
+    let r = http
+        .get(format!("{base}{path}"))
+        .bearer_auth(token)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("the gateway answers");
+    let status = r.status();
+    (status, r.text().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn upstream_connections_are_reused_across_body_kinds() {
+    let (_issuer, token, mut gw, base, accepted) = setup().await;
+    let http = client();
+    for i in 0..200 {
+        let (path, want) = match i % 4 {
+            0 => ("/ok", "ok"),
+            1 => ("/chunked", "one two three"),
+            2 => ("/empty", ""),
+            _ => ("/ok?x=1", "ok"),
+        };
+        let (status, body) = get(&http, &base, path, &token).await;
+        assert!(status.is_success(), "request {i} {path}: {status} {body}");
+        assert_eq!(body, want, "request {i} {path}");
+    }
+    let head = http
+        .head(format!("{base}/ok"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(get(&http, &base, "/ok", &token).await.1, "ok");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "202 sequential requests of every kind share one upstream connection"
+    );
+
+    // Concurrent clients: no more connections than requests in flight.
+    let before = accepted.load(Ordering::SeqCst);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (base, token) = (base.clone(), token.clone());
+        tasks.push(tokio::spawn(async move {
+            let http = client();
+            for _ in 0..25 {
+                let (status, body) = get(&http, &base, "/ok", &token).await;
+                assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let opened = accepted.load(Ordering::SeqCst) - before;
+    assert!(
+        opened <= 8,
+        "8 concurrent clients opened {opened} more connections"
+    );
+    gw.assert_alive_without_panic();
+}
+
+#[tokio::test]
+async fn an_app_closing_connections_is_never_a_502() {
+    let (_issuer, token, mut gw, base, accepted) = setup().await;
+    let http = client();
+    for round in 0..3 {
+        for _ in 0..10 {
+            let (status, body) = get(&http, &base, "/ok", &token).await;
+            assert_eq!(
+                (status, body.as_str()),
+                (StatusCode::OK, "ok"),
+                "round {round}"
+            );
+        }
+        // The app closes the idle connection; the gateway notices and opens a new one.
+        tokio::time::sleep(APP_IDLE * 3).await;
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        3,
+        "one connection per round"
+    );
+
+    // `Connection: close` answers: each connection is used once, every request succeeds.
+    for i in 0..20 {
+        let (status, body) = get(&http, &base, "/close", &token).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "closing"), "{i}");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 3 + 20);
+    gw.assert_alive_without_panic();
+}
+
+#[tokio::test]
+async fn an_abandoned_response_does_not_poison_the_next_request() {
+    let (_issuer, token, mut gw, base, accepted) = setup().await;
+    let http = client();
+    for _ in 0..3 {
+        let r = http
+            .get(format!("{base}/big"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        // Read a little of the 4 MiB and hang up.
+        let mut r = r;
+        let first = r.chunk().await.unwrap().expect("a first chunk");
+        assert!(!first.is_empty());
+        drop(r);
+        let (status, body) = get(&client(), &base, "/ok", &token).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
+    }
+    // Whole big answers still come through whole, and their connection is reused.
+    let before = accepted.load(Ordering::SeqCst);
+    for _ in 0..3 {
+        let (status, body) = get(&http, &base, "/big", &token).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body.len(), 4 << 20);
+    }
+    assert!(accepted.load(Ordering::SeqCst) - before <= 1);
+    gw.assert_alive_without_panic();
+}
