@@ -124,17 +124,15 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         match self.state.get() {
-            Some(ready) => {
-                let mut login = ready.layer.layer(inner);
-                Box::pin(async move { login.call(request).await })
-            }
+            // The login layer's future is boxed already.
+            Some(ready) => ready.layer.layer(inner).call(request),
             None if self.state.routes.iter().any(|r| r == request.uri().path()) => {
                 let response = waiting(&request);
                 Box::pin(async move { Ok(response) })
             }
             None => {
                 let mut inner = inner;
-                Box::pin(async move { inner.call(request).await })
+                Box::pin(inner.call(request))
             }
         }
     }

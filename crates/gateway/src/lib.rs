@@ -16,6 +16,7 @@ pub mod pool;
 pub mod proxy;
 pub mod skip;
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::Router;
@@ -137,8 +138,98 @@ struct Gateway {
 
 type Shared = Arc<Gateway>;
 
+/// The gateway's routes (`/healthz`, `/readyz`, `/metrics`, `/auth/verify`, `/auth/userinfo`);
+/// every other path is the proxy's (login routes included: the login layer answers those).
+const OWN_ROUTES: [&str; 5] = [
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/auth/verify",
+    "/auth/userinfo",
+];
+
+/// The gateway's request handling. Its own few routes go through an axum router; everything
+/// else, the hot path, goes straight to the login layer and the proxy: no route table, no
+/// per-request extensions, one boxed future per layer.
+#[derive(Clone)]
+pub struct App {
+    gw: Shared,
+    routes: Router,
+    login: Option<deferred::DeferredLoginLayer>,
+}
+
+impl App {
+    /// The service for one client connection.
+    pub fn connection(&self, peer: std::net::SocketAddr) -> ConnectionService {
+        ConnectionService {
+            app: self.clone(),
+            peer: headers::Peer::new(peer),
+        }
+    }
+}
+
+type BoxedResponse =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response, Infallible>> + Send>>;
+
+/// [`App`] serving one connection (hyper's service trait).
+#[derive(Clone)]
+pub struct ConnectionService {
+    app: App,
+    peer: headers::Peer,
+}
+
+impl hyper::service::Service<axum::http::Request<hyper::body::Incoming>> for ConnectionService {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxedResponse;
+
+    fn call(&self, request: axum::http::Request<hyper::body::Incoming>) -> Self::Future {
+        use tower_layer::Layer as _;
+        use tower_service::Service as _;
+        let request = request.map(axum::body::Body::new);
+        if OWN_ROUTES.contains(&request.uri().path()) {
+            // The router is always ready (axum's contract), so no poll_ready first.
+            let mut routes = self.app.routes.clone();
+            return Box::pin(routes.call(request));
+        }
+        let mut proxy = Proxy {
+            gw: self.app.gw.clone(),
+            peer: self.peer.clone(),
+        };
+        match &self.app.login {
+            Some(layer) => layer.layer(proxy).call(request),
+            None => proxy.call(request),
+        }
+    }
+}
+
+/// The proxy path as a tower service, for the login layer to wrap.
+#[derive(Clone)]
+struct Proxy {
+    gw: Shared,
+    peer: headers::Peer,
+}
+
+impl tower_service::Service<Request> for Proxy {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxedResponse;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let (gw, peer) = (self.gw.clone(), self.peer.clone());
+        Box::pin(async move { Ok(forward(gw, peer, request).await) })
+    }
+}
+
 /// Builds the gateway (discovery happens here; without the IdP it fails with a clear error).
-pub async fn build(config: GatewayConfig) -> Result<Router, StartError> {
+pub async fn build(config: GatewayConfig) -> Result<App, StartError> {
     let url_policy = UrlPolicy {
         allow_http: config.allow_http,
     };
@@ -288,11 +379,15 @@ pub async fn build(config: GatewayConfig) -> Result<Router, StartError> {
         .route("/metrics", get(metrics_text))
         .route("/auth/verify", get(verify))
         .route("/auth/userinfo", get(userinfo))
-        .fallback(forward)
-        .with_state(gateway);
-    Ok(match login_state {
-        Some(state) => router.layer(deferred::DeferredLoginLayer { state }),
-        None => router,
+        .with_state(gateway.clone());
+    let login = login_state.map(|state| deferred::DeferredLoginLayer { state });
+    Ok(App {
+        gw: gateway,
+        routes: match &login {
+            Some(layer) => router.layer(layer.clone()),
+            None => router,
+        },
+        login,
     })
 }
 
@@ -394,7 +489,7 @@ pub async fn serve(config: GatewayConfig) -> Result<(), StartError> {
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let service = hyper_util::service::TowerToHyperService::new(app.clone().layer(axum::Extension(headers::Peer::new(peer))));
+                let service = app.connection(peer);
                 let mut builder = hyper::server::conn::http1::Builder::new();
                 builder
                     .timer(hyper_util::rt::TokioTimer::new())
@@ -592,11 +687,7 @@ fn identity_headers(gw: &Gateway, id: &Identity, into: &mut HeaderMap) {
 }
 
 /// Everything that is not a gateway route: authenticate, authorize, proxy.
-async fn forward(
-    State(gw): State<Shared>,
-    axum::Extension(peer): axum::Extension<headers::Peer>,
-    mut request: Request,
-) -> Response {
+async fn forward(gw: Shared, peer: headers::Peer, mut request: Request) -> Response {
     if !gw.config.skip_auth.is_empty() {
         // Match and forward the same, normalized path (never the query).
         if let std::borrow::Cow::Owned(normalized) = skip::normalize_path(request.uri().path())
