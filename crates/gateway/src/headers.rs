@@ -20,7 +20,7 @@ pub const ACCESS_TOKEN: &str = "x-forwarded-access-token";
 const IDENTITY: [&str; 5] = [USER, EMAIL, PREFERRED_USERNAME, GROUPS, ACCESS_TOKEN];
 
 /// Hop-by-hop headers, never forwarded.
-const HOP_BY_HOP: [HeaderName; 8] = [
+static HOP_BY_HOP: [HeaderName; 8] = [
     CONNECTION,
     HeaderName::from_static("keep-alive"),
     PROXY_AUTHENTICATE,
@@ -59,26 +59,52 @@ pub fn strip_identity(headers: &mut HeaderMap) {
     }
 }
 
+/// The position of a name in [`HOP_BY_HOP`] (names are lower case; a string match is cheaper
+/// than eight `HeaderName` comparisons for every header of every message).
+fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
+    match name.as_str() {
+        "connection" => Some(0),
+        "keep-alive" => Some(1),
+        "proxy-authenticate" => Some(2),
+        "proxy-authorization" => Some(3),
+        "te" => Some(4),
+        "trailer" => Some(5),
+        "transfer-encoding" => Some(6),
+        "upgrade" => Some(7),
+        _ => None,
+    }
+}
+
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none: one pass over the names instead of eight removals.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
-        return;
+    // One pass over the names finds which are present (most messages carry one or none,
+    // typically `Connection: keep-alive`); only those are removed.
+    let mut present = [false; 8];
+    for name in headers.keys() {
+        if let Some(i) = hop_by_hop_index(name) {
+            present[i] = true;
+        }
     }
-    if headers.contains_key(CONNECTION) {
+    if present[0] {
+        // `Connection` names more headers to drop; `close` and `keep-alive` are options, not
+        // other headers (keep-alive is in the list anyway).
         let named: Vec<HeaderName> = headers
             .get_all(CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .map(str::trim)
+            .filter(|t| !t.eq_ignore_ascii_case("close") && !t.eq_ignore_ascii_case("keep-alive"))
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .collect();
         for name in named {
             headers.remove(name);
         }
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    for (name, present) in HOP_BY_HOP.iter().zip(present) {
+        if present {
+            headers.remove(name);
+        }
     }
 }
 
@@ -216,6 +242,14 @@ mod tests {
         only_ours.insert(COOKIE, HeaderValue::from_static("oidcgate_session=x"));
         strip_gateway_cookies(&mut only_ours);
         assert!(!only_ours.contains_key(COOKIE));
+    }
+
+    #[test]
+    fn hop_by_hop_index_matches_the_list() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name), Some(i), "{name}");
+        }
+        assert_eq!(hop_by_hop_index(&HOST), None);
     }
 
     #[test]

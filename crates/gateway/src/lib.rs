@@ -715,6 +715,8 @@ async fn forward(gw: Shared, peer: headers::Peer, mut request: Request) -> Respo
             .matches(request.method(), request.uri().path())
         {
             let headers = request.headers_mut();
+            // Room for the X-Forwarded-* headers: one growth of the map at most.
+            headers.reserve(3);
             headers::strip_identity(headers);
             headers::strip_gateway_cookies(headers);
             headers::set_forwarded(
@@ -751,6 +753,8 @@ async fn forward(gw: Shared, peer: headers::Peer, mut request: Request) -> Respo
         return denied(request.headers());
     }
     let headers = request.headers_mut();
+    // Room for the identity and X-Forwarded-* headers: one growth of the map at most.
+    headers.reserve(8);
     headers::strip_identity(headers);
     headers::strip_gateway_cookies(headers);
     // The client's Authorization header never goes upstream as it came: it was not validated

@@ -76,7 +76,8 @@ impl Pool {
                 },
             }
         }
-        let mut sender = self.connect().await?;
+        // Boxed: connecting is rare and its future large.
+        let mut sender = Box::pin(self.connect()).await?;
         let response = sender.send_request(request).await?;
         Ok(self.lease(response, sender))
     }

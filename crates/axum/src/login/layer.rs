@@ -42,7 +42,7 @@ use super::pages::{PROVIDER_UNREACHABLE, error_response, unavailable};
 use super::redirect::safe_return_path;
 use super::redis::{RedisSessions, RevokedKind, StoreError};
 use super::refresh::{self, Coordination, Job, Outcome, Refresher};
-use super::session::{SessionData, SessionTokens, SessionUser, request_cookies};
+use super::session::{SessionData, SessionTokens, SessionUser, cookie_pairs, request_cookies};
 
 /// Login cookies live this long (DESIGN §3: `Max-Age=600`).
 const LOGIN_MAX_AGE: i64 = 600;
@@ -226,7 +226,7 @@ struct Shared {
     /// Decoded cookie sessions keyed by the whole sealed cookie value: a hit means these exact
     /// bytes already passed AES-GCM authentication here, so decryption and JSON parsing are
     /// skipped. Expiry and revocation are still checked on every request.
-    opened: quick_cache::sync::Cache<String, Arc<SessionData>>,
+    opened: quick_cache::sync::Cache<Vec<u8>, Arc<SessionData>>,
 }
 
 /// Entries of the decoded-cookie cache (a sealed session is at most ~11 KB: ≤ ~45 MB).
@@ -354,17 +354,17 @@ impl Shared {
     /// The valid session of a request: `Ok(None)` without one, `Err` when the Redis store is
     /// unreachable (the request then gets 503, never someone else's session).
     async fn session(&self, headers: &HeaderMap) -> Result<Option<Loaded>, StoreError> {
-        let cookies = request_cookies(headers);
         let name = self.config.session_cookie();
-        let Some(value) = self.chunks.join(name, |n| {
-            cookies.iter().find(|(k, _)| *k == n).map(|(_, v)| *v)
-        }) else {
+        let Some(value) = self.sealed_session(headers) else {
             return Ok(None);
         };
         let mut ticket = None;
         let data = match &self.config.redis {
             Some(redis) => {
-                let Ok(opened) = self.config.keys.open(Purpose::Ticket, name, &value) else {
+                let Some(opened) = std::str::from_utf8(&value)
+                    .ok()
+                    .and_then(|value| self.config.keys.open(Purpose::Ticket, name, value).ok())
+                else {
                     return Ok(None);
                 };
                 let loaded = redis.load(&opened).await?;
@@ -374,7 +374,7 @@ impl Shared {
                     None => return Ok(None),
                 }
             }
-            None => match self.open_cookie_session(value) {
+            None => match self.open_cookie_session(&value) {
                 Some(data) => data,
                 None => return Ok(None),
             },
@@ -390,16 +390,33 @@ impl Shared {
         Ok(Some(Loaded { data, ticket }))
     }
 
+    /// The sealed session value of a request (its chunks joined), as sent.
+    fn sealed_session<'a>(&self, headers: &'a HeaderMap) -> Option<std::borrow::Cow<'a, [u8]>> {
+        let cookies: Vec<(&[u8], &[u8])> = headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .flat_map(|v| cookie_pairs(v.as_bytes()))
+            .collect();
+        self.chunks.join_bytes(self.config.session_cookie(), |n| {
+            cookies
+                .iter()
+                .find(|(k, _)| *k == n.as_bytes())
+                .map(|(_, v)| *v)
+        })
+    }
+
     /// A sealed cookie session, opened (no expiry or revocation check). A hit in the decoded
-    /// cache means these exact bytes already passed AES-GCM authentication here.
-    fn open_cookie_session(&self, value: String) -> Option<Arc<SessionData>> {
-        if let Some(data) = self.opened.get(&value) {
+    /// cache means these exact bytes already passed AES-GCM authentication here; the lookup
+    /// needs neither a copy nor a UTF-8 check of the (several KB) value.
+    fn open_cookie_session(&self, value: &[u8]) -> Option<Arc<SessionData>> {
+        if let Some(data) = self.opened.get(value) {
             return Some(data);
         }
         let name = self.config.session_cookie();
-        let plaintext = self.config.keys.open(Purpose::Session, name, &value).ok()?;
+        let text = std::str::from_utf8(value).ok()?;
+        let plaintext = self.config.keys.open(Purpose::Session, name, text).ok()?;
         let data = Arc::new(serde_json::from_slice::<SessionData>(&plaintext).ok()?);
-        self.opened.insert(value, data.clone());
+        self.opened.insert(value.to_vec(), data.clone());
         Some(data)
     }
 
@@ -448,7 +465,8 @@ impl Shared {
             },
             session: loaded.data.clone(),
         };
-        match self.refresher.refresh(job).await {
+        // Boxed: refreshing is rare and its future large.
+        match Box::pin(self.refresher.refresh(job)).await {
             Outcome::Refreshed(next) => {
                 // Redis already holds the new session under the same ticket.
                 let update = if self.config.redis.is_some() {
@@ -935,15 +953,9 @@ impl Shared {
         // Redis session needs Redis.
         let name = self.config.session_cookie();
         let found = match &self.config.redis {
-            None => {
-                let cookies = request_cookies(headers);
-                Ok(self
-                    .chunks
-                    .join(name, |n| {
-                        cookies.iter().find(|(k, _)| *k == n).map(|(_, v)| *v)
-                    })
-                    .and_then(|value| self.open_cookie_session(value)))
-            }
+            None => Ok(self
+                .sealed_session(headers)
+                .and_then(|value| self.open_cookie_session(&value))),
             Some(_) => self.session(headers).await.map(|l| l.map(|l| l.data)),
         };
         let mut failed = None;
@@ -1028,14 +1040,14 @@ where
             let method = request.method().clone();
             let config = &shared.config;
             if path == config.login_path && method == Method::GET {
-                if !shared.provider_up().await {
+                if !Box::pin(shared.provider_up()).await {
                     return Ok(unavailable(request.headers(), PROVIDER_UNREACHABLE, "5"));
                 }
                 return Ok(shared.login(request.headers(), request.uri()));
             }
             if path == shared.callback_path && method == Method::GET {
                 let params = CallbackParams::from_query(request.uri().query().unwrap_or(""));
-                return Ok(shared.callback(request.headers(), params).await);
+                return Ok(Box::pin(shared.callback(request.headers(), params)).await);
             }
             if path == shared.callback_path && method == Method::POST {
                 // response_mode=form_post: the same parameters in a form body.
@@ -1055,16 +1067,18 @@ where
                         "the callback body is too large".into(),
                     )),
                 };
-                return Ok(shared.callback(&headers, params).await);
+                return Ok(Box::pin(shared.callback(&headers, params)).await);
             }
             if path == config.logout_path && (method == Method::GET || method == Method::POST) {
-                return Ok(shared.logout(request.headers()).await);
+                return Ok(Box::pin(shared.logout(request.headers())).await);
             }
             if path == config.backchannel_logout_path && method == Method::POST {
                 use http_body_util::BodyExt as _;
                 let limited = http_body_util::Limited::new(request.into_body(), MAX_FORM_BYTES);
                 return Ok(match limited.collect().await {
-                    Ok(collected) => shared.backchannel_logout(&collected.to_bytes()).await,
+                    Ok(collected) => {
+                        Box::pin(shared.backchannel_logout(&collected.to_bytes())).await
+                    }
                     Err(_) => error_response(
                         &HeaderMap::new(),
                         StatusCode::PAYLOAD_TOO_LARGE,

@@ -240,21 +240,36 @@ impl CookieChunks {
 
     /// Rejoins chunks found by `get(name)`; `None` when the first chunk is absent.
     pub fn join<'a>(&self, name: &str, get: impl Fn(&str) -> Option<&'a str>) -> Option<String> {
-        // Runs on every request: no allocation unless the first chunk is there.
+        let joined = self.join_bytes(name, |n| get(n).map(str::as_bytes))?;
+        String::from_utf8(joined.into_owned()).ok()
+    }
+
+    /// [`Self::join`] over raw cookie bytes: a value in one cookie (the usual case) is
+    /// borrowed, not copied; only chunked values are joined into a new buffer.
+    pub fn join_bytes<'a>(
+        &self,
+        name: &str,
+        get: impl Fn(&str) -> Option<&'a [u8]>,
+    ) -> Option<std::borrow::Cow<'a, [u8]>> {
         let first = get(name).filter(|v| !v.is_empty())?;
-        let mut out = first.to_owned();
         let mut chunk_name = String::with_capacity(name.len() + 3);
+        let mut joined: Option<Vec<u8>> = None;
         for i in 1..self.max_chunks {
             chunk_name.clear();
             chunk_name.push_str(name);
             chunk_name.push('.');
             let _ = std::fmt::Write::write_fmt(&mut chunk_name, format_args!("{i}"));
             match get(&chunk_name) {
-                Some(part) => out.push_str(part),
+                Some(part) => joined
+                    .get_or_insert_with(|| first.to_vec())
+                    .extend_from_slice(part),
                 None => break,
             }
         }
-        Some(out)
+        Some(match joined {
+            Some(all) => std::borrow::Cow::Owned(all),
+            None => std::borrow::Cow::Borrowed(first),
+        })
     }
 }
 

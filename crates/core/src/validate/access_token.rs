@@ -314,6 +314,17 @@ impl AccessTokenValidator {
                 _ => cache.remove(token),
             }
         }
+        // Boxed: the full check may fetch keys, and its future is large; a cache hit then
+        // stays a small future that callers move around cheaply.
+        Box::pin(self.validate_uncached(token, now)).await
+    }
+
+    /// The full check of a token not found in the cache.
+    async fn validate_uncached(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<Arc<VerifiedClaims>, ValidationError> {
         let max_bytes = self
             .issuers
             .iter()
