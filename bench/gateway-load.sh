@@ -36,7 +36,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 cargo build --release --locked >&2
-BIN=target/release/oidcgate
+BIN=${BIN:-target/release/oidcgate}
 
 work=$(mktemp -d)
 pids=()
