@@ -7,6 +7,7 @@
 //! goes back on it when the response body that came over it has been read to its end (a body
 //! dropped before that closes the connection, whose state is then unknown).
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -35,7 +36,8 @@ pub struct Pool {
     connect_timeout: Duration,
     idle_timeout: Duration,
     max_idle: usize,
-    idle: Mutex<Vec<Idle>>,
+    /// Oldest at the front, most recently returned at the back.
+    idle: Mutex<VecDeque<Idle>>,
 }
 
 struct Idle {
@@ -55,7 +57,7 @@ impl Pool {
             connect_timeout,
             idle_timeout,
             max_idle: max_idle.max(1),
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(VecDeque::new()),
         })
     }
 
@@ -97,14 +99,32 @@ impl Pool {
         (response, lease)
     }
 
-    /// The most recently used idle connection that can take a request now. Closed or expired
-    /// connections are dropped; one still finishing its previous exchange (a request body
-    /// still streaming after the response) stays for later.
+    /// The most recently used idle connection that can take a request now. Expired ones are
+    /// dropped from the old end, closed ones as they are met; one still finishing its previous
+    /// exchange (a request body still streaming after the response) stays for later. Only the
+    /// connections looked at are touched, however many are idle.
     fn take(&self) -> Option<SendRequest<Body>> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.retain(|c| !c.sender.is_closed() && c.since.elapsed() < self.idle_timeout);
-        let ready = idle.iter().rposition(|c| c.sender.is_ready())?;
-        Some(idle.remove(ready).sender)
+        while idle
+            .front()
+            .is_some_and(|c| c.since.elapsed() >= self.idle_timeout)
+        {
+            idle.pop_front();
+        }
+        let mut busy = Vec::new();
+        let mut found = None;
+        while let Some(c) = idle.pop_back() {
+            if c.sender.is_ready() {
+                found = Some(c.sender);
+                break;
+            }
+            if !c.sender.is_closed() {
+                busy.push(c);
+            }
+        }
+        // Still-busy connections go back in their order.
+        idle.extend(busy.into_iter().rev());
+        found
     }
 
     fn put(&self, sender: SendRequest<Body>) {
@@ -113,9 +133,9 @@ impl Pool {
         }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() >= self.max_idle {
-            idle.remove(0);
+            idle.pop_front();
         }
-        idle.push(Idle {
+        idle.push_back(Idle {
             sender,
             since: Instant::now(),
         });
