@@ -170,3 +170,7 @@ after=$(sign_in "$work/jar-after")
 curl -sf --max-time 2 -o /dev/null -H "Cookie: $after" "$base/" || { echo "FAIL: no sign-in after the load" >&2; exit 1; }
 grep -q panicked "$work/gw.out" && { echo "FAIL: the gateway panicked" >&2; cat "$work/gw.out" >&2; exit 1; }
 echo "after        /healthz answered, a new sign-in works, no panic in the gateway's log"
+# The gateway's distinct warnings (timestamps cut), most frequent first: what "unavailable" or
+# any other trouble was.
+warnings=$(grep ' WARN ' "$work/gw.out" | sed 's/^.* WARN //' | sort | uniq -c | sort -rn | head -5 || true)
+echo "warnings     ${warnings:-none}"
