@@ -3,7 +3,8 @@
 //! app closing idle keep-alive connections (as uvicorn and gunicorn do after a few seconds) or
 //! answering `Connection: close` never shows as a 502, a response the client abandons halfway
 //! does not poison the next request, and concurrent requests open no more connections than
-//! they need. The app counts the connections it accepts.
+//! they need; `CONNECT` is refused, never tunnelled. The app counts the connections it
+//! accepts.
 
 mod support;
 
@@ -206,5 +207,30 @@ async fn an_abandoned_response_does_not_poison_the_next_request() {
         assert_eq!(body.len(), 4 << 20);
     }
     assert!(accepted.load(Ordering::SeqCst) - before <= 1);
+    gw.assert_alive_without_panic();
+}
+
+#[tokio::test]
+async fn connect_is_refused_not_tunnelled() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (_issuer, token, mut gw, base, accepted) = setup().await;
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        0,
+        "the app was never asked"
+    );
     gw.assert_alive_without_panic();
 }

@@ -688,6 +688,15 @@ fn identity_headers(gw: &Gateway, id: &Identity, into: &mut HeaderMap) {
 
 /// Everything that is not a gateway route: authenticate, authorize, proxy.
 async fn forward(gw: Shared, peer: headers::Peer, mut request: Request) -> Response {
+    // A reverse proxy is no tunnel: CONNECT would ask the upstream to open one.
+    if request.method() == axum::http::Method::CONNECT {
+        let mut r = StatusCode::METHOD_NOT_ALLOWED.into_response();
+        r.headers_mut().insert(
+            axum::http::header::ALLOW,
+            HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+        );
+        return r;
+    }
     if !gw.config.skip_auth.is_empty() {
         // Match and forward the same, normalized path (never the query).
         if let std::borrow::Cow::Owned(normalized) = skip::normalize_path(request.uri().path())
