@@ -134,6 +134,23 @@ async fn login_identity_headers_and_spoofing() {
     assert_eq!(r.headers()["x-auth-request-user"], "demo-service");
     assert_eq!(r.headers()["x-auth-request-groups"], "");
     assert_eq!(r.headers()["x-auth-request-email"], "");
+    // A forged identity header spelled with underscores is not replaced by the front proxy's
+    // copy of the answer (Traefik, Caddy) and CGI-style apps read it as the dashed one: such a
+    // request is refused outright.
+    for forged in [
+        "X_Auth_Request_User",
+        "x-auth_request-groups",
+        "X_FORWARDED_ACCESS_TOKEN",
+    ] {
+        let r = http
+            .get(format!("{base}/auth/verify"))
+            .bearer_auth(&token)
+            .header(forged, "mallory")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{forged}");
+    }
     let me: Value = http
         .get(format!("{base}/auth/userinfo"))
         .header("cookie", jar.header())

@@ -509,6 +509,21 @@ async fn recipe_checks(binary: PathBuf) {
         let v = h.get(name).and_then(Value::as_str).unwrap_or("");
         assert!(v.is_empty(), "{name} forged through Traefik: {v}\n{seen:#}");
     }
+    // Traefik passes an underscore spelling on untouched (it replaces only the dashed names),
+    // and CGI-style apps read it as the dashed one: the gateway refuses such a request, so it
+    // never reaches the app.
+    let r = http
+        .get(format!("{base}/api/items"))
+        .bearer_auth(&token)
+        .header("X_Auth_Request_User", "evil")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::BAD_REQUEST,
+        "an underscore identity header through Traefik"
+    );
 
     // A browser sign-in through Traefik, from the login redirect above (login and callback go
     // to the gateway through the recipe's second router).

@@ -168,11 +168,71 @@ async fn sign_in_session_and_logout() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
-    // Logout: cookies cleared, the provider's end-session with the ID token, and the old
-    // cookie no longer works (the session id is revoked).
+    // A sign-out another site starts (a link, an image, a form) is not carried out: browsers
+    // get a page whose button posts it from this site, other clients 403; the session stays.
+    for (method, site, origin, html) in [
+        ("GET", Some("cross-site"), None, true),
+        ("GET", Some("same-site"), None, true),
+        (
+            "POST",
+            Some("cross-site"),
+            Some("https://evil.example"),
+            false,
+        ),
+        ("POST", None, Some("https://evil.example"), false),
+    ] {
+        let mut request = http
+            .request(method.parse().unwrap(), format!("{}/logout", s.app))
+            .header("cookie", &cookie)
+            .header(
+                "accept",
+                if html {
+                    "text/html"
+                } else {
+                    "application/json"
+                },
+            );
+        if let Some(site) = site {
+            request = request.header("sec-fetch-site", site);
+        }
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        let r = request.send().await.unwrap();
+        let what = format!("{method} {site:?} {origin:?}");
+        assert!(
+            r.headers().get("set-cookie").is_none(),
+            "{what}: no cookie cleared: {:?}",
+            r.headers()
+        );
+        if html {
+            assert_eq!(r.status(), StatusCode::OK, "{what}");
+            let page = r.text().await.unwrap();
+            assert!(
+                page.contains("<form method=\"post\" action=\"/logout\">"),
+                "{what}: {page}"
+            );
+        } else {
+            assert_eq!(r.status(), StatusCode::FORBIDDEN, "{what}");
+            let body: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(body["error"], "cross_site_logout", "{what}");
+        }
+        let me = http
+            .get(format!("{}/api/me", s.app))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(me.status(), StatusCode::OK, "{what}: still signed in");
+    }
+
+    // Logout from the app itself (a browser says same-origin): cookies cleared, the
+    // provider's end-session with the ID token, and the old cookie no longer works (the
+    // session id is revoked).
     let r = http
         .get(format!("{}/logout", s.app))
         .header("cookie", &cookie)
+        .header("sec-fetch-site", "same-origin")
         .send()
         .await
         .unwrap();

@@ -44,6 +44,15 @@ fn is_identity_spelling(name: &HeaderName) -> bool {
     })
 }
 
+/// Whether the request names an identity header with `_` for `-` (only a forger does): in
+/// forward-auth mode the front proxy replaces the dashed names from the gateway's answer but
+/// passes these on, and CGI-style apps read them as the real ones.
+pub fn has_underscore_identity(headers: &HeaderMap) -> bool {
+    headers
+        .keys()
+        .any(|name| name.as_str().contains('_') && is_identity_spelling(name))
+}
+
 /// Removes identity headers and every spelling a CGI server would merge with them.
 pub fn strip_identity(headers: &mut HeaderMap) {
     if !headers.keys().any(is_identity_spelling) {
@@ -216,6 +225,16 @@ mod tests {
         strip_identity(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-other"));
+    }
+
+    #[test]
+    fn underscore_identity_spellings() {
+        let mut h = HeaderMap::new();
+        h.insert("x-auth-request-user", HeaderValue::from_static("a"));
+        h.insert("x_other", HeaderValue::from_static("b"));
+        assert!(!has_underscore_identity(&h));
+        h.insert("x_auth-request_email", HeaderValue::from_static("c"));
+        assert!(has_underscore_identity(&h));
     }
 
     #[test]

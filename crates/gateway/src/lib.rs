@@ -847,6 +847,14 @@ async fn verify(
     headers: HeaderMap,
     session: Option<SessionUser>,
 ) -> Response {
+    if headers::has_underscore_identity(&headers) {
+        return oidcgate_axum::login::pages::error_response(
+            &headers,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the request carries an identity header spelled with underscores",
+        );
+    }
     match identify(&gw, &headers, session.as_ref()).await {
         Ok(Some(id)) if allowed(&gw.config, &id) => {
             let mut r = StatusCode::ACCEPTED.into_response();

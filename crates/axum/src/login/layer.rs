@@ -38,7 +38,7 @@ use serde_json::Value;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::pages::{PROVIDER_UNREACHABLE, error_response, unavailable};
+use super::pages::{PROVIDER_UNREACHABLE, confirm_logout, error_response, unavailable};
 use super::redirect::safe_return_path;
 use super::redis::{RedisSessions, RevokedKind, StoreError};
 use super::refresh::{self, Coordination, Job, Outcome, Refresher};
@@ -217,6 +217,8 @@ pub struct OidcLoginLayer {
 struct Shared {
     config: LoginConfig,
     callback_path: String,
+    /// The site's origin (`scheme://host[:port]` of the redirect URI), for sign-out requests.
+    origin: String,
     revoked: Revoked,
     chunks: CookieChunks,
     logout_tokens: LogoutTokenValidator,
@@ -242,9 +244,13 @@ impl OidcLoginLayer {
             client.id_token_validator().keys().clone(),
             Arc::new(oidcgate_core::clock::SystemClock),
         );
+        let origin = url::Url::parse(&config.redirect_uri)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_default();
         let shared = Shared {
             config,
             callback_path,
+            origin,
             revoked: Revoked::default(),
             chunks: CookieChunks::default(),
             logout_tokens,
@@ -948,6 +954,21 @@ impl Shared {
         }
     }
 
+    /// Whether a sign-out request comes from this site rather than from a link, image or form
+    /// on another one (login CSRF's twin: signing a user out against their will). Browsers say
+    /// where a request comes from in `Sec-Fetch-Site`: `same-origin`, or `none` for an address
+    /// typed or bookmarked. Without it (older browsers, non-browser clients) a POST naming an
+    /// `Origin` must name this one; a request with neither is let through, as before.
+    fn same_site_logout(&self, method: &Method, headers: &HeaderMap) -> bool {
+        if let Some(site) = headers.get("sec-fetch-site") {
+            return site == "same-origin" || site == "none";
+        }
+        match headers.get(http::header::ORIGIN) {
+            Some(origin) if method == Method::POST => origin.as_bytes() == self.origin.as_bytes(),
+            _ => true,
+        }
+    }
+
     async fn logout(&self, headers: &HeaderMap) -> Response {
         // The session to end: a cookie session is opened locally (ending it needs no store); a
         // Redis session needs Redis.
@@ -1070,6 +1091,9 @@ where
                 return Ok(Box::pin(shared.callback(&headers, params)).await);
             }
             if path == config.logout_path && (method == Method::GET || method == Method::POST) {
+                if !shared.same_site_logout(&method, request.headers()) {
+                    return Ok(confirm_logout(request.headers(), &config.logout_path));
+                }
                 return Ok(Box::pin(shared.logout(request.headers())).await);
             }
             if path == config.backchannel_logout_path && method == Method::POST {

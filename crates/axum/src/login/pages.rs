@@ -51,6 +51,36 @@ pub fn unavailable(request: &HeaderMap, description: &str, retry_after: &'static
     response
 }
 
+/// The answer to a sign-out that another site started (a link, an image or a form on a foreign
+/// page): browsers get a page whose button posts the sign-out from this origin; other clients
+/// a 403. Nothing is signed out until the user confirms.
+pub fn confirm_logout(request: &HeaderMap, logout_path: &str) -> Response {
+    if !wants_html(request) {
+        return error_response(
+            request,
+            StatusCode::FORBIDDEN,
+            "cross_site_logout",
+            "a sign-out started by another site is not carried out; POST it from this site",
+        );
+    }
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sign out?</title></head>\
+         <body><h1>Sign out?</h1><p>Another site asked to sign you out of this one.</p>\
+         <form method=\"post\" action=\"{}\"><button type=\"submit\">Sign out</button></form>\
+         <p><a href=\"/\">Stay signed in</a></p></body></html>",
+        escape(logout_path)
+    );
+    let mut response = Response::new(Body::from(body));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
 pub fn error_response(
     request: &HeaderMap,
     status: StatusCode,
