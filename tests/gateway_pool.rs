@@ -68,6 +68,18 @@ async fn answer(
             .body(Body::from("closing"))
             .unwrap(),
         "/big" => hyper::Response::new(Body::from(vec![b'b'; 4 << 20])),
+        "/echo" => {
+            let headers: serde_json::Map<String, serde_json::Value> = request
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+                .collect();
+            let seen = serde_json::json!({
+                "version": format!("{:?}", request.version()),
+                "headers": headers,
+            });
+            hyper::Response::new(Body::from(seen.to_string()))
+        }
         _ => hyper::Response::new(Body::from("ok")),
     };
     Ok(response)
@@ -232,5 +244,172 @@ async fn connect_is_refused_not_tunnelled() {
         0,
         "the app was never asked"
     );
+    gw.assert_alive_without_panic();
+}
+
+/// One raw HTTP/1.x exchange with the gateway: the request as written, the whole answer.
+async fn raw(base: &str, request: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    answer.extend_from_slice(&buf[..n]);
+                    if String::from_utf8_lossy(&answer).contains("\r\n\r\n")
+                        && answer.ends_with(b"}")
+                        || answer.starts_with(b"HTTP/1.1 4")
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+    .await
+    .expect("an answer within 10 s");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The JSON body of a raw answer.
+fn json_body(answer: &str) -> serde_json::Value {
+    let body = answer.split_once("\r\n\r\n").expect("a head and a body").1;
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"))
+}
+
+#[tokio::test]
+async fn a_clients_connection_header_cannot_remove_what_the_gateway_sets() {
+    let (_issuer, token, mut gw, base, _accepted) = setup().await;
+    // `Connection` names headers to drop at the next hop: the client's own, never the Host,
+    // identity and forwarding headers the gateway adds.
+    let answer = raw(
+        &base,
+        &format!(
+            "GET /echo HTTP/1.1\r\nHost: gw.example\r\nAuthorization: Bearer {token}\r\n\
+             Connection: host, x-forwarded-for, x-auth-request-user, x-forwarded-proto, x-drop\r\n\
+             X-Drop: 1\r\nX-Keep: 1\r\n\r\n"
+        ),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let seen = json_body(&answer);
+    let h = &seen["headers"];
+    assert!(
+        h["host"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("127.0.0.1:")),
+        "{seen}"
+    );
+    assert_eq!(h["x-auth-request-user"], "user-123", "{seen}");
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1", "{seen}");
+    // COOKIE_SECURE is on (the default), so the gateway says https.
+    assert_eq!(h["x-forwarded-proto"], "https", "{seen}");
+    assert!(
+        h.get("x-drop").is_none() && h.get("connection").is_none(),
+        "{seen}"
+    );
+    assert_eq!(h["x-keep"], "1", "{seen}");
+    assert_eq!(seen["version"], "HTTP/1.1");
+    gw.assert_alive_without_panic();
+}
+
+#[tokio::test]
+async fn host_rules_http10_and_forwarded_host() {
+    let (_issuer, token, mut gw, base, accepted) = setup().await;
+    // HTTP/1.1 without Host: 400 (RFC 9112 §3.2), the app is not asked.
+    let answer = raw(
+        &base,
+        &format!("GET /echo HTTP/1.1\r\nAuthorization: Bearer {token}\r\n\r\n"),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 0);
+    // HTTP/1.0 may omit Host; its X-Forwarded-Host is the client's word and is dropped, and the
+    // request goes upstream as HTTP/1.1 on a pooled connection.
+    let answer = raw(
+        &base,
+        &format!(
+            "GET /echo HTTP/1.0\r\nAuthorization: Bearer {token}\r\nX-Forwarded-Host: evil.example\r\n\r\n"
+        ),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+    let seen = json_body(&answer);
+    assert!(seen["headers"].get("x-forwarded-host").is_none(), "{seen}");
+    assert_eq!(seen["version"], "HTTP/1.1", "{seen}");
+    gw.assert_alive_without_panic();
+}
+
+/// An app speaking raw HTTP that, by path, reads the request and hangs up without answering
+/// (`/swallow`), or switches protocols unasked (`/switch`); counts requests per path.
+async fn rude_app() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !String::from_utf8_lossy(&head).contains("\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let line = head.lines().next().unwrap_or_default().to_owned();
+                log.lock().unwrap().push(line.clone());
+                if line.contains("/switch") {
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: evil\r\nConnection: upgrade\r\n\r\nraw bytes")
+                        .await;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                // /swallow (and anything else): hang up without an answer.
+            });
+        }
+    });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn a_written_request_is_never_sent_twice_and_unasked_switches_are_refused() {
+    let key = SigningKey::generate(Algorithm::ES256).unwrap();
+    let issuer = TestIssuer::start(&[&key]).await;
+    let token = mint(&key, &claims(&issuer.issuer, "demo-api", SystemTime::now()));
+    let (app, seen) = rude_app().await;
+    let mut gw = Settings::bearer(&issuer.issuer, &app).serve().await;
+    let base = gw.base_url.clone();
+    let http = client();
+    let r = http
+        .post(format!("{base}/swallow"))
+        .bearer_auth(&token)
+        .body("pay once")
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    let (status, _) = get(&http, &base, "/swallow-get", &token).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    let lines = seen.lock().unwrap().clone();
+    assert_eq!(
+        lines,
+        ["POST /swallow HTTP/1.1", "GET /swallow-get HTTP/1.1"],
+        "each request reached the app exactly once"
+    );
+    // A 101 the client did not ask for cannot be passed on: 502.
+    let (status, body) = get(&http, &base, "/switch", &token).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     gw.assert_alive_without_panic();
 }

@@ -264,6 +264,58 @@ async fn sign_in_session_and_logout() {
 }
 
 #[tokio::test]
+async fn sign_out_from_this_site_is_carried_out() {
+    let s = setup().await;
+    let http = client();
+    // A typed or bookmarked address (`Sec-Fetch-Site: none`), a POST from the app's own page
+    // that names its origin without `Sec-Fetch-Site` (an older browser), and a POST saying
+    // same-origin: each signs out.
+    let origin = s.app.trim_end_matches('/').to_owned();
+    for (method, site, origin) in [
+        ("GET", Some("none"), None),
+        ("POST", None, Some(origin.as_str())),
+        ("POST", Some("same-origin"), Some(origin.as_str())),
+    ] {
+        let mut jar = Jar::default();
+        app_sign_in(&http, &mut jar, &s.app, "/profile").await;
+        let cookie = jar.header();
+        let mut request = http
+            .request(method.parse().unwrap(), format!("{}/logout", s.app))
+            .header("cookie", &cookie)
+            .header("accept", "text/html");
+        if let Some(site) = site {
+            request = request.header("sec-fetch-site", site);
+        }
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        let r = request.send().await.unwrap();
+        let what = format!("{method} {site:?} {origin:?}");
+        assert_eq!(r.status(), StatusCode::FOUND, "{what}");
+        let me = http
+            .get(format!("{}/api/me", s.app))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(me.status(), StatusCode::UNAUTHORIZED, "{what}: signed out");
+    }
+    // The confirmation page cannot be framed by another site.
+    let r = http
+        .get(format!("{}/logout", s.app))
+        .header("accept", "text/html")
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    assert_eq!(
+        r.headers()["content-security-policy"],
+        "frame-ancestors 'none'"
+    );
+}
+
+#[tokio::test]
 async fn return_paths_and_callback_errors() {
     let s = setup().await;
     let http = client();

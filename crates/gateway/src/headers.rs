@@ -198,9 +198,11 @@ pub fn set_forwarded(headers: &mut HeaderMap, peer: &Peer, proto: &'static str) 
         headers.insert(X_FORWARDED_FOR, v);
     }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-    if let Some(host) = headers.get(HOST).cloned() {
-        headers.insert(X_FORWARDED_HOST, host);
-    }
+    // Never the client's own value: apps build absolute URLs from it.
+    match headers.get(HOST).cloned() {
+        Some(host) => headers.insert(X_FORWARDED_HOST, host),
+        None => headers.remove(X_FORWARDED_HOST),
+    };
 }
 
 #[cfg(test)]
@@ -304,5 +306,10 @@ mod tests {
         set_forwarded(&mut h, &peer, "http");
         assert_eq!(h[X_FORWARDED_FOR], "203.0.113.1, 192.0.2.7");
         assert_eq!(h[X_FORWARDED_PROTO], "http");
+        // Without Host (HTTP/1.0), a client's X-Forwarded-Host does not survive.
+        h.remove(HOST);
+        h.insert(X_FORWARDED_HOST, HeaderValue::from_static("evil.example"));
+        set_forwarded(&mut h, &peer, "http");
+        assert!(!h.contains_key(X_FORWARDED_HOST));
     }
 }

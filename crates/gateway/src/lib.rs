@@ -187,6 +187,18 @@ impl hyper::service::Service<axum::http::Request<hyper::body::Incoming>> for Con
         use tower_layer::Layer as _;
         use tower_service::Service as _;
         let request = request.map(axum::body::Body::new);
+        // RFC 9112 §3.2: an HTTP/1.1 request without `Host` is refused (HTTP/1.0 may omit it).
+        if request.version() == axum::http::Version::HTTP_11
+            && !request.headers().contains_key(axum::http::header::HOST)
+        {
+            let response = oidcgate_axum::login::pages::error_response(
+                request.headers(),
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "an HTTP/1.1 request needs a Host header",
+            );
+            return Box::pin(async move { Ok(response) });
+        }
         if OWN_ROUTES.contains(&request.uri().path()) {
             // The router is always ready (axum's contract), so no poll_ready first.
             let mut routes = self.app.routes.clone();
@@ -697,6 +709,10 @@ async fn forward(gw: Shared, peer: headers::Peer, mut request: Request) -> Respo
         );
         return r;
     }
+    // The client's hop-by-hop headers go first, before the gateway adds its own: a client's
+    // `Connection` may name its own headers away, never the gateway's.
+    let upgrade = proxy::requested_upgrade(request.headers());
+    headers::strip_hop_by_hop(request.headers_mut());
     if !gw.config.skip_auth.is_empty() {
         // Match and forward the same, normalized path (never the query).
         if let std::borrow::Cow::Owned(normalized) = skip::normalize_path(request.uri().path())
@@ -737,7 +753,7 @@ async fn forward(gw: Shared, peer: headers::Peer, mut request: Request) -> Respo
                     "http"
                 },
             );
-            return proxy_timed(&gw, request, metrics::Outcome::Public).await;
+            return proxy_timed(&gw, request, upgrade, metrics::Outcome::Public).await;
         }
     }
     let rd = request
@@ -780,13 +796,18 @@ async fn forward(gw: Shared, peer: headers::Peer, mut request: Request) -> Respo
             "http"
         },
     );
-    proxy_timed(&gw, request, metrics::Outcome::Proxied).await
+    proxy_timed(&gw, request, upgrade, metrics::Outcome::Proxied).await
 }
 
 /// Forwards and records the outcome and the time to the upstream's response headers.
-async fn proxy_timed(gw: &Gateway, request: Request, outcome: metrics::Outcome) -> Response {
+async fn proxy_timed(
+    gw: &Gateway,
+    request: Request,
+    upgrade: Option<HeaderValue>,
+    outcome: metrics::Outcome,
+) -> Response {
     let started = std::time::Instant::now();
-    let response = gw.upstream.forward(request).await;
+    let response = gw.upstream.forward(request, upgrade).await;
     gw.metrics.observe_latency(started.elapsed().as_secs_f64());
     let upstream_failed = matches!(
         response.status(),

@@ -14,8 +14,6 @@ use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::response::Response;
 use url::Url;
 
-use crate::headers;
-
 /// The protected application.
 #[derive(Clone)]
 pub struct Upstream {
@@ -35,18 +33,15 @@ pub struct Upstream {
 impl Upstream {
     pub fn new(base: Url, timeout: Duration, max_connections: usize, max_body: u64) -> Self {
         let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections));
-        let host = match base.port() {
-            Some(port) => format!("{}:{port}", base.host_str().unwrap_or_default()),
-            None => base.host_str().unwrap_or_default().to_owned(),
-        };
+        let (address, authority) = upstream_address(&base).unzip();
         // Idle connections: as many as may be busy at once (UPSTREAM_MAX_CONNECTIONS).
         let pool = crate::pool::Pool::new(
-            host.clone(),
+            address.unwrap_or_default(),
             Duration::from_secs(5),
             Duration::from_secs(60),
             max_connections,
         );
-        let authority = host.parse::<Authority>().ok().and_then(|authority| {
+        let authority = authority.and_then(|authority| {
             let host = HeaderValue::from_str(authority.as_str()).ok()?;
             Some((authority, host))
         });
@@ -73,10 +68,12 @@ impl Upstream {
         Some((Uri::from(path_and_query), host.clone()))
     }
 
-    /// Sends the request upstream and streams the answer back. A WebSocket (or other HTTP/1.1
-    /// `Upgrade`) request keeps its upgrade headers; when the upstream switches protocols, the
-    /// two upgraded connections are joined and bytes copied both ways until either side closes.
-    pub async fn forward(&self, mut request: Request) -> Response {
+    /// Sends the request upstream and streams the answer back. The caller has already removed
+    /// the client's hop-by-hop headers (before adding its own, so a client's `Connection` cannot
+    /// name them away) and passes the protocol of an HTTP/1.1 `Upgrade` request, if any: the
+    /// upgrade headers are put back, and when the upstream switches protocols the two upgraded
+    /// connections are joined and bytes copied both ways until either side closes.
+    pub async fn forward(&self, mut request: Request, upgrade: Option<HeaderValue>) -> Response {
         let Some((target, host)) = self.target(request.uri()) else {
             return page(
                 StatusCode::BAD_GATEWAY,
@@ -85,6 +82,9 @@ impl Upstream {
         };
         request.headers_mut().insert(HOST, host);
         *request.uri_mut() = target;
+        // HTTP/1.1 upstream whatever the client spoke (as nginx's `proxy_http_version 1.1`): an
+        // HTTP/1.0 request would end the pooled connection.
+        *request.version_mut() = axum::http::Version::HTTP_11;
         if self.max_body > 0 {
             let declared = request
                 .headers()
@@ -109,8 +109,6 @@ impl Upstream {
                 "The gateway is at its limit of upstream connections; try again.",
             );
         };
-        let upgrade = requested_upgrade(request.headers());
-        headers::strip_hop_by_hop(request.headers_mut());
         let client_upgrade = match &upgrade {
             Some(protocol) => {
                 request.headers_mut().insert(UPGRADE, protocol.clone());
@@ -123,6 +121,15 @@ impl Upstream {
         };
         match tokio::time::timeout(self.timeout, self.pool.send(request)).await {
             Ok(Ok((mut response, lease))) => {
+                if response.status() == StatusCode::SWITCHING_PROTOCOLS && client_upgrade.is_none()
+                {
+                    // A switch nobody asked for: the client could not follow it.
+                    tracing::warn!("the upstream switched protocols on a request without Upgrade");
+                    return page(
+                        StatusCode::BAD_GATEWAY,
+                        "The application behind the gateway answered in a way the gateway cannot pass on.",
+                    );
+                }
                 if response.status() == StatusCode::SWITCHING_PROTOCOLS
                     && let Some(client_side) = client_upgrade
                 {
@@ -144,7 +151,7 @@ impl Upstream {
                     return Response::from_parts(parts, Body::empty());
                 }
                 let (mut parts, body) = response.into_parts();
-                headers::strip_hop_by_hop(&mut parts.headers);
+                crate::headers::strip_hop_by_hop(&mut parts.headers);
                 Response::from_parts(parts, Body::new(crate::pool::PooledBody::new(body, lease)))
             }
             Ok(Err(e)) => {
@@ -179,8 +186,20 @@ fn page(status: StatusCode, message: &str) -> Response {
     r
 }
 
+/// Where to connect for `UPSTREAM_URL` (`host:port`, the scheme's port when none is written)
+/// and the authority for the `Host` header (the port only when written).
+fn upstream_address(base: &Url) -> Option<(String, Authority)> {
+    let host = base.host_str()?;
+    let port = base.port_or_known_default()?;
+    let authority = match base.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    };
+    Some((format!("{host}:{port}"), authority.parse().ok()?))
+}
+
 /// The protocol of an HTTP/1.1 upgrade request (`Connection: upgrade` + `Upgrade: …`).
-fn requested_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
+pub fn requested_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
     let connection_upgrade = headers
         .get_all(CONNECTION)
         .iter()
@@ -190,4 +209,29 @@ fn requested_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
     connection_upgrade
         .then(|| headers.get(UPGRADE).cloned())
         .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_addresses() {
+        let cases = [
+            ("http://127.0.0.1:8000", "127.0.0.1:8000", "127.0.0.1:8000"),
+            ("http://app", "app:80", "app"),
+            ("http://localhost/", "localhost:80", "localhost"),
+            ("http://app:80/prefix", "app:80", "app"),
+            ("http://[::1]/", "[::1]:80", "[::1]"),
+            ("http://[::1]:9000", "[::1]:9000", "[::1]:9000"),
+        ];
+        for (url, connect, host) in cases {
+            let (address, authority) = upstream_address(&Url::parse(url).unwrap()).unwrap();
+            assert_eq!(
+                (address.as_str(), authority.as_str()),
+                (connect, host),
+                "{url}"
+            );
+        }
+    }
 }
