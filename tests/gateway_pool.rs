@@ -1,10 +1,12 @@
-//! The gateway's upstream connection pool (`crates/gateway/src/pool.rs`), over real sockets:
-//! connections are reused across requests and body kinds (length, chunked, empty, HEAD), an
-//! app closing idle keep-alive connections (as uvicorn and gunicorn do after a few seconds) or
-//! answering `Connection: close` never shows as a 502, a response the client abandons halfway
-//! does not poison the next request, and concurrent requests open no more connections than
-//! they need; `CONNECT` is refused, never tunnelled. The app counts the connections it
-//! accepts.
+//! The gateway's upstream connection pool (`crates/gateway/src/pool.rs`) and request framing,
+//! over real sockets: connections are reused across requests and body kinds (length, chunked,
+//! empty, HEAD); an app closing idle keep-alive connections (as uvicorn and gunicorn do after a
+//! few seconds) or answering `Connection: close` is not seen as a 502 (a close racing a request
+//! being written still is: a written request is never resent, which is checked too); a
+//! response the client abandons halfway does not poison the next request; concurrent requests
+//! open no more connections than they need; `CONNECT` is refused; a client's `Connection`
+//! header cannot name away the gateway's headers; HTTP/1.1 without `Host` is refused, HTTP/1.0
+//! goes upstream as HTTP/1.1 without the client's `X-Forwarded-Host`; an unasked 101 is a 502.
 
 mod support;
 
@@ -161,7 +163,7 @@ async fn upstream_connections_are_reused_across_body_kinds() {
 }
 
 #[tokio::test]
-async fn an_app_closing_connections_is_never_a_502() {
+async fn an_app_closing_idle_connections_is_not_a_502() {
     let (_issuer, token, mut gw, base, accepted) = setup().await;
     let http = client();
     for round in 0..3 {
