@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs oidcgate's cargo-fuzz targets for a bounded time each and prints how many inputs each one
 # executed. Targets: jws_parse, jwks_parse, discovery_parse, session_cookie, callback_query and
-# logout_token (oidcgate-core), return_path (oidcgate-axum's `rd` check) and gateway_config
-# (oidcgate-gateway's settings).
+# logout_token (oidcgate-core), return_path (oidcgate-axum's `rd` check), gateway_config
+# (oidcgate-gateway's settings) and proxy_headers (oidcgate-gateway's header rules).
 #
 #   fuzz/run.sh [SECONDS] [TARGET...]     SECONDS per target, default 60; default: all targets
 #
@@ -21,11 +21,11 @@
 # `RUSTC_BOOTSTRAP=1 cargo fuzz tmin <target> <artifact>`, then add it to fuzz/corpus/<target>/
 # so the replay tests replay it for good: `cargo test -p oidcgate-core --test fuzz_corpus` (the
 # core targets), `-p oidcgate-axum --test fuzz_corpus` (return_path) and
-# `-p oidcgate-gateway --test fuzz_corpus` (gateway_config).
+# `-p oidcgate-gateway --test fuzz_corpus` (gateway_config, proxy_headers).
 set -euo pipefail
 
 ALL_TARGETS=(jws_parse jwks_parse discovery_parse session_cookie callback_query return_path
-    logout_token gateway_config)
+    logout_token gateway_config proxy_headers)
 seconds="${1:-60}"
 shift || true
 if [[ $# -gt 0 ]]; then
