@@ -84,6 +84,14 @@ fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
     }
 }
 
+/// The comma-separated tokens of a `Connection` value, trimmed, as bytes.
+pub fn connection_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over the names finds which are present (most messages carry one or none,
@@ -97,14 +105,14 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if present[0] {
         // `Connection` names more headers to drop; `close` and `keep-alive` are options, not
         // other headers (keep-alive is in the list anyway).
+        // Tokens are read as bytes: a value with a non-ASCII byte somewhere still names the
+        // headers its valid tokens name.
         let named: Vec<HeaderName> = headers
             .get_all(CONNECTION)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|t| !t.eq_ignore_ascii_case("close") && !t.eq_ignore_ascii_case("keep-alive"))
-            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .flat_map(|v| connection_tokens(v.as_bytes()))
+            .filter(|t| !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive"))
+            .filter_map(|t| HeaderName::from_bytes(t).ok())
             .collect();
         for name in named {
             headers.remove(name);
@@ -263,6 +271,20 @@ mod tests {
         only_ours.insert(COOKIE, HeaderValue::from_static("oidcgate_session=x"));
         strip_gateway_cookies(&mut only_ours);
         assert!(!only_ours.contains_key(COOKIE));
+    }
+
+    #[test]
+    fn connection_with_a_non_ascii_byte_still_names_its_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            CONNECTION,
+            HeaderValue::from_bytes(b"close, x-secret, \xff").unwrap(),
+        );
+        h.insert("x-secret", HeaderValue::from_static("s"));
+        h.insert("x-kept", HeaderValue::from_static("k"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
     }
 
     #[test]

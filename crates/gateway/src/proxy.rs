@@ -203,9 +203,8 @@ pub fn requested_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
     let connection_upgrade = headers
         .get_all(CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+        .flat_map(|v| crate::headers::connection_tokens(v.as_bytes()))
+        .any(|t| t.eq_ignore_ascii_case(b"upgrade"));
     connection_upgrade
         .then(|| headers.get(UPGRADE).cloned())
         .flatten()
