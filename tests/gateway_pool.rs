@@ -70,6 +70,12 @@ async fn answer(
             .body(Body::from("closing"))
             .unwrap(),
         "/big" => hyper::Response::new(Body::from(vec![b'b'; 4 << 20])),
+        // 256 MiB made as it is read: more than any socket buffer holds.
+        "/huge" => {
+            let chunk = Bytes::from(vec![b'h'; 64 << 10]);
+            let chunks = std::iter::repeat_n(chunk, 4096).map(Ok::<_, Infallible>);
+            hyper::Response::new(Body::from_stream(futures_util::stream::iter(chunks)))
+        }
         "/echo" => {
             let headers: serde_json::Map<String, serde_json::Value> = request
                 .headers()
@@ -413,5 +419,43 @@ async fn a_written_request_is_never_sent_twice_and_unasked_switches_are_refused(
     // A 101 the client did not ask for cannot be passed on: 502.
     let (status, body) = get(&http, &base, "/switch", &token).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    gw.assert_alive_without_panic();
+}
+
+#[tokio::test]
+async fn a_streaming_response_counts_against_the_connection_limit_until_it_ends() {
+    let key = SigningKey::generate(Algorithm::ES256).unwrap();
+    let issuer = TestIssuer::start(&[&key]).await;
+    let token = mint(&key, &claims(&issuer.issuer, "demo-api", SystemTime::now()));
+    let (app, _accepted) = counting_app().await;
+    let mut gw = Settings::bearer(&issuer.issuer, &app)
+        .set("UPSTREAM_MAX_CONNECTIONS", "1")
+        .set("UPSTREAM_TIMEOUT", "1s")
+        .serve()
+        .await;
+    let base = gw.base_url.clone();
+    let http = client();
+    // A 256 MiB answer read only in part keeps its upstream connection busy ...
+    let mut big = http
+        .get(format!("{base}/huge"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status(), StatusCode::OK);
+    assert!(
+        !big.chunk()
+            .await
+            .unwrap()
+            .expect("a first chunk")
+            .is_empty()
+    );
+    // ... so with a limit of one, the next request waits UPSTREAM_TIMEOUT and gets 503.
+    let (status, body) = get(&client(), &base, "/ok", &token).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    // Once that answer is dropped, requests go through again.
+    drop(big);
+    let (status, body) = get(&client(), &base, "/ok", &token).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
     gw.assert_alive_without_panic();
 }

@@ -20,8 +20,9 @@
 //! - `strip_hop_by_hop` removes the eight hop-by-hop headers of RFC 9110 §7.6.1 and every
 //!   header named by a `Connection` token (comma-separated, trimmed, a valid header name; not
 //!   `close` or `keep-alive`, which are options), and nothing else;
-//! - `set_forwarded` (fixed IPv4 and IPv6 peers) leaves one `X-Forwarded-For`: the first
-//!   incoming one when it is text, then `, ` and the peer IP; else the peer IP alone; one
+//! - `set_forwarded` (fixed IPv4 and IPv6 peers) leaves one `X-Forwarded-For`: every incoming
+//!   one that is text and not blank, trimmed, in order, joined by `, `, then `, ` and the peer
+//!   IP; else the peer IP alone; one
 //!   `X-Forwarded-Proto` (the proto given); `X-Forwarded-Host` the first `Host` when there is
 //!   one, else none (never the client's); nothing else changed.
 //!
@@ -316,12 +317,18 @@ fn proxy_headers(data: &[u8]) -> Seen {
         set_forwarded(&mut headers, &peer, proto);
         let after = snapshot(&headers);
         let values = |name: &str| after.get(name).cloned().unwrap_or_default();
-        let chain = match input.get("x-forwarded-for") {
-            Some(prev) if is_text(prev) => {
-                seen.forwarded_for_appended = true;
-                format!("{}, {ip}", prev.to_str().expect("text"))
-            }
-            _ => ip,
+        let prev: Vec<&str> = input
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter(|v| is_text(v))
+            .map(|v| v.to_str().expect("text").trim())
+            .filter(|v| !v.is_empty())
+            .collect();
+        let chain = if prev.is_empty() {
+            ip
+        } else {
+            seen.forwarded_for_appended = true;
+            format!("{}, {ip}", prev.join(", "))
         };
         assert_eq!(
             values("x-forwarded-for"),

@@ -197,14 +197,24 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 
 /// Sets `X-Forwarded-For` (appending the peer), `-Proto` and `-Host`.
 pub fn set_forwarded(headers: &mut HeaderMap, peer: &Peer, proto: &'static str) {
-    let chain = match headers.get(X_FORWARDED_FOR).map(HeaderValue::to_str) {
-        Some(Ok(prev)) => HeaderValue::from_str(&format!("{prev}, {}", peer.addr.ip())).ok(),
-        // None, or not text: the chain starts here.
-        _ => Some(peer.ip.clone()),
-    };
-    if let Some(v) = chain {
-        headers.insert(X_FORWARDED_FOR, v);
+    // Every incoming value in order (a chain may arrive split over several headers), then the
+    // peer; values that are not text or empty are left out.
+    let mut chain = String::new();
+    for prev in headers.get_all(X_FORWARDED_FOR) {
+        if let Ok(prev) = prev.to_str()
+            && !prev.trim().is_empty()
+        {
+            chain.push_str(prev.trim());
+            chain.push_str(", ");
+        }
     }
+    let value = if chain.is_empty() {
+        peer.ip.clone()
+    } else {
+        chain.push_str(&peer.addr.ip().to_string());
+        HeaderValue::from_str(&chain).unwrap_or_else(|_| peer.ip.clone())
+    };
+    headers.insert(X_FORWARDED_FOR, value);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     // Never the client's own value: apps build absolute URLs from it.
     match headers.get(HOST).cloned() {
@@ -325,8 +335,11 @@ mod tests {
         assert_eq!(h[X_FORWARDED_PROTO], "https");
         assert_eq!(h[X_FORWARDED_HOST], "app.example");
         h.insert(X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.1"));
+        h.append(X_FORWARDED_FOR, HeaderValue::from_static(" 198.51.100.2 "));
+        h.append(X_FORWARDED_FOR, HeaderValue::from_static(""));
         set_forwarded(&mut h, &peer, "http");
-        assert_eq!(h[X_FORWARDED_FOR], "203.0.113.1, 192.0.2.7");
+        assert_eq!(h[X_FORWARDED_FOR], "203.0.113.1, 198.51.100.2, 192.0.2.7");
+        assert_eq!(h.get_all(X_FORWARDED_FOR).iter().count(), 1);
         assert_eq!(h[X_FORWARDED_PROTO], "http");
         // Without Host (HTTP/1.0), a client's X-Forwarded-Host does not survive.
         h.remove(HOST);

@@ -60,8 +60,9 @@ impl Upstream {
     fn target(&self, original: &Uri) -> Option<(Uri, HeaderValue)> {
         let (_, host) = self.authority.as_ref()?;
         let path_and_query = match original.path_and_query() {
-            // The common case: no prefix, the request's own path (a cheap clone of its bytes).
-            Some(pq) if self.prefix.is_empty() => pq.clone(),
+            // The common case: no prefix, the request's own path (a cheap clone of its bytes);
+            // `OPTIONS *` names the server, not a path, and gets no prefix.
+            Some(pq) if self.prefix.is_empty() || pq.as_str() == "*" => pq.clone(),
             Some(pq) => format!("{}{}", self.prefix, pq.as_str()).parse().ok()?,
             None => format!("{}/", self.prefix).parse().ok()?,
         };
@@ -101,7 +102,8 @@ impl Upstream {
             let limit = usize::try_from(self.max_body).unwrap_or(usize::MAX);
             request = request.map(|body| Body::new(http_body_util::Limited::new(body, limit)));
         }
-        let Ok(Ok(_permit)) =
+        // Held until the response body has been passed on: streamed downloads count too.
+        let Ok(Ok(permit)) =
             tokio::time::timeout(self.timeout, self.permits.clone().acquire_owned()).await
         else {
             return page(
@@ -152,7 +154,10 @@ impl Upstream {
                 }
                 let (mut parts, body) = response.into_parts();
                 crate::headers::strip_hop_by_hop(&mut parts.headers);
-                Response::from_parts(parts, Body::new(crate::pool::PooledBody::new(body, lease)))
+                Response::from_parts(
+                    parts,
+                    Body::new(crate::pool::PooledBody::new(body, lease, permit)),
+                )
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "upstream request failed");

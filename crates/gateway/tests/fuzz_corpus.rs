@@ -389,12 +389,18 @@ fn proxy_headers(data: &[u8]) -> Seen {
         set_forwarded(&mut headers, &peer, proto);
         let after = snapshot(&headers);
         let values = |name: &str| after.get(name).cloned().unwrap_or_default();
-        let chain = match input.get("x-forwarded-for") {
-            Some(prev) if is_text(prev) => {
-                seen.forwarded_for_appended = true;
-                format!("{}, {ip}", prev.to_str().expect("text"))
-            }
-            _ => ip,
+        let prev: Vec<&str> = input
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter(|v| is_text(v))
+            .map(|v| v.to_str().expect("text").trim())
+            .filter(|v| !v.is_empty())
+            .collect();
+        let chain = if prev.is_empty() {
+            ip
+        } else {
+            seen.forwarded_for_appended = true;
+            format!("{}, {ip}", prev.join(", "))
         };
         assert_eq!(
             values("x-forwarded-for"),
