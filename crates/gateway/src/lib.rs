@@ -126,6 +126,8 @@ pub enum StartError {
 
 struct Gateway {
     metrics: metrics::Metrics,
+    /// Identity header values by session id ([`identity_headers`]).
+    identity_values: quick_cache::sync::Cache<String, Arc<IdentityValues>>,
     redis: Option<Arc<RedisSessions>>,
     config: GatewayConfig,
     bearer: Option<AccessTokenValidator>,
@@ -378,6 +380,7 @@ pub async fn build(config: GatewayConfig) -> Result<App, StartError> {
     );
     let gateway = Arc::new(Gateway {
         metrics: metrics::Metrics::default(),
+        identity_values: quick_cache::sync::Cache::new(IDENTITY_VALUES),
         redis: redis_store,
         config,
         bearer,
@@ -669,26 +672,70 @@ const PREFERRED_USERNAME: HeaderName = HeaderName::from_static(headers::PREFERRE
 const GROUPS: HeaderName = HeaderName::from_static(headers::GROUPS);
 const ACCESS_TOKEN: HeaderName = HeaderName::from_static(headers::ACCESS_TOKEN);
 
+/// The identity headers of one identity, ready to insert (a clone of a value is a reference
+/// count, not a copy).
+struct IdentityValues {
+    user: Option<HeaderValue>,
+    email: Option<HeaderValue>,
+    preferred_username: Option<HeaderValue>,
+    groups: Option<HeaderValue>,
+}
+
+impl IdentityValues {
+    fn of(id: &Identity, groups_claim: &str) -> Self {
+        let value = |v: &str| HeaderValue::from_str(v).ok();
+        let groups = id.groups(groups_claim);
+        Self {
+            user: value(id.sub()),
+            email: id.email().and_then(value),
+            preferred_username: id.preferred_username().and_then(value),
+            groups: (!groups.is_empty())
+                .then(|| groups.join(","))
+                .and_then(|g| value(&g)),
+        }
+    }
+}
+
+/// Entries of the per-session identity-header cache.
+const IDENTITY_VALUES: usize = 4096;
+
 fn identity_headers(gw: &Gateway, id: &Identity, into: &mut HeaderMap) {
-    let mut set = |name: HeaderName, value: &str| {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            into.insert(name, v);
+    // A session's identity never changes (a refresh replaces its tokens only) and its id is
+    // random, so its header values are built once per session id, not per request.
+    let cached;
+    let built;
+    let values = match id {
+        Identity::Session(user) => {
+            cached = match gw.identity_values.get(user.id.as_str()) {
+                Some(values) => values,
+                None => {
+                    let values = Arc::new(IdentityValues::of(id, &gw.config.groups_claim));
+                    gw.identity_values.insert(user.id.clone(), values.clone());
+                    values
+                }
+            };
+            &*cached
+        }
+        Identity::Bearer { .. } => {
+            built = IdentityValues::of(id, &gw.config.groups_claim);
+            &built
         }
     };
-    set(USER, id.sub());
-    if let Some(e) = id.email() {
-        set(EMAIL, e);
-    }
-    if let Some(u) = id.preferred_username() {
-        set(PREFERRED_USERNAME, u);
-    }
-    let groups = id.groups(&gw.config.groups_claim);
-    if !groups.is_empty() {
-        set(GROUPS, &groups.join(","));
+    for (name, value) in [
+        (USER, &values.user),
+        (EMAIL, &values.email),
+        (PREFERRED_USERNAME, &values.preferred_username),
+        (GROUPS, &values.groups),
+    ] {
+        if let Some(value) = value {
+            into.insert(name, value.clone());
+        }
     }
     if let Some(token) = id.token() {
-        if gw.config.pass_access_token {
-            set(ACCESS_TOKEN, token);
+        if gw.config.pass_access_token
+            && let Ok(v) = HeaderValue::from_str(token)
+        {
+            into.insert(ACCESS_TOKEN, v);
         }
         if gw.config.pass_authorization_header
             && let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}"))

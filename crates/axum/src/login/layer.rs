@@ -221,6 +221,8 @@ struct Shared {
     origin: String,
     revoked: Revoked,
     chunks: CookieChunks,
+    /// The session cookie's chunk names, made once.
+    session_chunk_names: Vec<String>,
     logout_tokens: LogoutTokenValidator,
     refresher: Refresher,
     /// The last check that the provider answers, and when (see [`Shared::provider_up`]).
@@ -228,7 +230,40 @@ struct Shared {
     /// Decoded cookie sessions keyed by the whole sealed cookie value: a hit means these exact
     /// bytes already passed AES-GCM authentication here, so decryption and JSON parsing are
     /// skipped. Expiry and revocation are still checked on every request.
-    opened: quick_cache::sync::Cache<Vec<u8>, Arc<SessionData>>,
+    opened: quick_cache::sync::Cache<Sealed, Arc<SessionData>>,
+}
+
+/// A sealed cookie value as a key of the decoded-session cache. Equality compares every byte;
+/// the hash reads only the last 32 (the end of the ciphertext and the AES-GCM tag, different
+/// for every seal), so a request does not hash a cookie of several KB. Only values that passed
+/// decryption are inserted, so nobody without the secret can fill a bucket with colliding
+/// entries.
+#[derive(PartialEq, Eq)]
+struct Sealed(Vec<u8>);
+
+/// A borrowed [`Sealed`] for lookups.
+struct SealedRef<'a>(&'a [u8]);
+
+fn sealed_tail(value: &[u8]) -> &[u8] {
+    &value[value.len().saturating_sub(32)..]
+}
+
+impl std::hash::Hash for Sealed {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        sealed_tail(&self.0).hash(state);
+    }
+}
+
+impl std::hash::Hash for SealedRef<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        sealed_tail(self.0).hash(state);
+    }
+}
+
+impl quick_cache::Equivalent<Sealed> for SealedRef<'_> {
+    fn equivalent(&self, key: &Sealed) -> bool {
+        self.0 == key.0.as_slice()
+    }
 }
 
 /// Entries of the decoded-cookie cache (a sealed session is at most ~11 KB: ≤ ~45 MB).
@@ -247,11 +282,13 @@ impl OidcLoginLayer {
         let origin = url::Url::parse(&config.redirect_uri)
             .map(|u| u.origin().ascii_serialization())
             .unwrap_or_default();
+        let session_chunk_names = CookieChunks::default().names(config.session_cookie());
         let shared = Shared {
             config,
             callback_path,
             origin,
             revoked: Revoked::default(),
+            session_chunk_names,
             chunks: CookieChunks::default(),
             logout_tokens,
             refresher: Refresher::default(),
@@ -403,7 +440,7 @@ impl Shared {
             .iter()
             .flat_map(|v| cookie_pairs(v.as_bytes()))
             .collect();
-        self.chunks.join_bytes(self.config.session_cookie(), |n| {
+        oidcgate_core::session::join_named(&self.session_chunk_names, |n| {
             cookies
                 .iter()
                 .find(|(k, _)| *k == n.as_bytes())
@@ -415,14 +452,14 @@ impl Shared {
     /// cache means these exact bytes already passed AES-GCM authentication here; the lookup
     /// needs neither a copy nor a UTF-8 check of the (several KB) value.
     fn open_cookie_session(&self, value: &[u8]) -> Option<Arc<SessionData>> {
-        if let Some(data) = self.opened.get(value) {
+        if let Some(data) = self.opened.get(&SealedRef(value)) {
             return Some(data);
         }
         let name = self.config.session_cookie();
         let text = std::str::from_utf8(value).ok()?;
         let plaintext = self.config.keys.open(Purpose::Session, name, text).ok()?;
         let data = Arc::new(serde_json::from_slice::<SessionData>(&plaintext).ok()?);
-        self.opened.insert(value.to_vec(), data.clone());
+        self.opened.insert(Sealed(value.to_vec()), data.clone());
         Some(data)
     }
 
@@ -1131,5 +1168,29 @@ where
             shared.update_cookie(&mut response, update);
             Ok(response)
         })
+    }
+}
+
+#[cfg(test)]
+mod sealed_key_tests {
+    use super::*;
+
+    #[test]
+    fn a_shared_tail_is_not_a_match() {
+        let cache: quick_cache::sync::Cache<Sealed, u32> = quick_cache::sync::Cache::new(16);
+        let tail = [b'T'; 32];
+        let victim = [b"v1.victim-".as_slice(), &tail].concat();
+        let forged = [b"v1.forged-".as_slice(), &tail].concat();
+        cache.insert(Sealed(victim.clone()), 1);
+        assert_eq!(cache.get(&SealedRef(&victim)), Some(1));
+        assert_eq!(
+            cache.get(&SealedRef(&forged)),
+            None,
+            "same hash, other bytes"
+        );
+        assert_eq!(cache.get(&SealedRef(&tail)), None, "the tail alone");
+        let short = b"v1.x";
+        cache.insert(Sealed(short.to_vec()), 2);
+        assert_eq!(cache.get(&SealedRef(short)), Some(2));
     }
 }

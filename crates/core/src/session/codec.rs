@@ -251,26 +251,31 @@ impl CookieChunks {
         name: &str,
         get: impl Fn(&str) -> Option<&'a [u8]>,
     ) -> Option<std::borrow::Cow<'a, [u8]>> {
-        let first = get(name).filter(|v| !v.is_empty())?;
-        let mut chunk_name = String::with_capacity(name.len() + 3);
-        let mut joined: Option<Vec<u8>> = None;
-        for i in 1..self.max_chunks {
-            chunk_name.clear();
-            chunk_name.push_str(name);
-            chunk_name.push('.');
-            let _ = std::fmt::Write::write_fmt(&mut chunk_name, format_args!("{i}"));
-            match get(&chunk_name) {
-                Some(part) => joined
-                    .get_or_insert_with(|| first.to_vec())
-                    .extend_from_slice(part),
-                None => break,
-            }
-        }
-        Some(match joined {
-            Some(all) => std::borrow::Cow::Owned(all),
-            None => std::borrow::Cow::Borrowed(first),
-        })
+        join_named(&self.names(name), get)
     }
+}
+
+/// Joins the chunks named `names` (from [`CookieChunks::names`], made once by a caller that
+/// joins on every request); `None` when the first is absent or empty.
+pub fn join_named<'a>(
+    names: &[String],
+    get: impl Fn(&str) -> Option<&'a [u8]>,
+) -> Option<std::borrow::Cow<'a, [u8]>> {
+    let (first_name, rest) = names.split_first()?;
+    let first = get(first_name).filter(|v| !v.is_empty())?;
+    let mut joined: Option<Vec<u8>> = None;
+    for name in rest {
+        match get(name) {
+            Some(part) => joined
+                .get_or_insert_with(|| first.to_vec())
+                .extend_from_slice(part),
+            None => break,
+        }
+    }
+    Some(match joined {
+        Some(all) => std::borrow::Cow::Owned(all),
+        None => std::borrow::Cow::Borrowed(first),
+    })
 }
 
 #[cfg(test)]

@@ -4,4 +4,4 @@
 
 pub mod codec;
 
-pub use codec::{CodecError, CookieChunks, Purpose, SessionKeys};
+pub use codec::{CodecError, CookieChunks, Purpose, SessionKeys, join_named};
