@@ -1040,11 +1040,7 @@ id_token_signed_response_alg = "EdDSA"
 
 /// A free loopback port (the IdP restarts on the same one, so its issuer stays the same).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    support::gateway::free_addr().port()
 }
 
 fn kids(jwks: &Value) -> Vec<String> {

@@ -12,7 +12,30 @@ use super::{Running, start_server};
 pub const BIN: &str = env!("CARGO_BIN_EXE_oidcgate");
 
 /// A loopback address that was free a moment ago (for servers that need it before they start).
+///
+/// Taken below the kernel's ephemeral port range: a port the kernel hands out for `:0` could
+/// be given to an outgoing connection or another `:0` listener between this check and the
+/// server's own bind (a test failed that way with "Address already in use"). Each process
+/// walks its own stretch of the range and never hands out a port twice.
 pub fn free_addr() -> SocketAddr {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    const LOW: u32 = 10_000;
+    if ephemeral_start > LOW + 1_000 {
+        let span = ephemeral_start - LOW;
+        let start = std::process::id().wrapping_mul(7919) % span;
+        for _ in 0..span {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let port = LOW + (start + n) % span;
+            if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port as u16)) {
+                return listener.local_addr().unwrap();
+            }
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
