@@ -34,14 +34,49 @@ static HOP_BY_HOP: [HeaderName; 8] = [
 /// Whether a header name is an identity header once `_` is read as `-` (header names are
 /// stored lower-case). Runs for every header of every request, so it compares in place.
 fn is_identity_spelling(name: &HeaderName) -> bool {
+    spelled_as(name, &IDENTITY)
+}
+
+/// Forwarding and routing headers the gateway does not set itself, which a client could use
+/// to mislead the app about where a request came from (`Forwarded`, `X-Real-IP`,
+/// `X-Forwarded-Port/-Prefix/-Server`) or which path it is for: some frameworks route by
+/// `X-Original-URL`/`X-Rewrite-URL`, which would sidestep path rules such as
+/// `SKIP_AUTH_ROUTES`.
+const SPOOFABLE: [&str; 7] = [
+    "forwarded",
+    "x-real-ip",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-original-url",
+    "x-rewrite-url",
+];
+
+/// Whether a header name is one of `list` once `_` is read as `-` (names are lower case).
+fn spelled_as(name: &HeaderName, list: &[&str]) -> bool {
     let name = name.as_str().as_bytes();
-    IDENTITY.iter().any(|identity| {
-        identity.len() == name.len()
-            && identity
+    list.iter().any(|wanted| {
+        wanted.len() == name.len()
+            && wanted
                 .bytes()
                 .zip(name)
-                .all(|(i, &n)| i == if n == b'_' { b'-' } else { n })
+                .all(|(w, &n)| w == if n == b'_' { b'-' } else { n })
     })
+}
+
+/// Removes the [`SPOOFABLE`] forwarding and routing headers, in every `_`/`-` spelling.
+pub fn strip_spoofable_forwarding(headers: &mut HeaderMap) {
+    if !headers.keys().any(|name| spelled_as(name, &SPOOFABLE)) {
+        return;
+    }
+    let found: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| spelled_as(name, &SPOOFABLE))
+        .cloned()
+        .collect();
+    for name in found {
+        headers.remove(&name);
+    }
 }
 
 /// Whether the request names an identity header with `_` for `-` (only a forger does): in
@@ -245,6 +280,29 @@ mod tests {
         strip_identity(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-other"));
+    }
+
+    #[test]
+    fn spoofable_forwarding_headers_are_removed_in_any_spelling() {
+        let mut h = HeaderMap::new();
+        for name in [
+            "forwarded",
+            "x-real-ip",
+            "X_Original_URL",
+            "x-rewrite-url",
+            "x-forwarded-prefix",
+            "x-forwarded-for",
+            "x-other",
+        ] {
+            h.insert(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static("v"),
+            );
+        }
+        strip_spoofable_forwarding(&mut h);
+        let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["x-forwarded-for", "x-other"]);
     }
 
     #[test]

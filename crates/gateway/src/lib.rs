@@ -673,12 +673,15 @@ const GROUPS: HeaderName = HeaderName::from_static(headers::GROUPS);
 const ACCESS_TOKEN: HeaderName = HeaderName::from_static(headers::ACCESS_TOKEN);
 
 /// The identity headers of one identity, ready to insert (a clone of a value is a reference
-/// count, not a copy).
+/// count, not a copy), with the fields they were made from.
 struct IdentityValues {
     user: Option<HeaderValue>,
     email: Option<HeaderValue>,
     preferred_username: Option<HeaderValue>,
     groups: Option<HeaderValue>,
+    /// sub, email, preferred username and groups as they were: a cached entry is used only for
+    /// a session that still says exactly this.
+    made_from: (String, Option<String>, Option<String>, Vec<String>),
 }
 
 impl IdentityValues {
@@ -692,7 +695,22 @@ impl IdentityValues {
             groups: (!groups.is_empty())
                 .then(|| groups.join(","))
                 .and_then(|g| value(&g)),
+            made_from: (
+                id.sub().to_owned(),
+                id.email().map(str::to_owned),
+                id.preferred_username().map(str::to_owned),
+                groups.iter().map(|g| (*g).to_owned()).collect(),
+            ),
         }
+    }
+
+    /// Whether these values were made from this session's identity.
+    fn made_from(&self, user: &SessionUser) -> bool {
+        let (sub, email, preferred_username, groups) = &self.made_from;
+        *sub == user.sub
+            && *email == user.email
+            && *preferred_username == user.preferred_username
+            && *groups == user.groups
     }
 }
 
@@ -700,13 +718,18 @@ impl IdentityValues {
 const IDENTITY_VALUES: usize = 4096;
 
 fn identity_headers(gw: &Gateway, id: &Identity, into: &mut HeaderMap) {
-    // A session's identity never changes (a refresh replaces its tokens only) and its id is
-    // random, so its header values are built once per session id, not per request.
+    // A session's identity does not change (a refresh replaces its tokens only) and its id is
+    // random, so its header values are built once per session id, not per request; an entry
+    // is used only while the session's fields are still the ones it was made from.
     let cached;
     let built;
     let values = match id {
         Identity::Session(user) => {
-            cached = match gw.identity_values.get(user.id.as_str()) {
+            cached = match gw
+                .identity_values
+                .get(user.id.as_str())
+                .filter(|values| values.made_from(user))
+            {
                 Some(values) => values,
                 None => {
                     let values = Arc::new(IdentityValues::of(id, &gw.config.groups_claim));
@@ -756,13 +779,18 @@ async fn forward(gw: Shared, peer: headers::Peer, mut request: Request) -> Respo
         );
         return r;
     }
+    // The asterisk form names the server, not a resource: OPTIONS only (RFC 9112 §3.2.4).
+    if request.uri().path() == "*" && request.method() != axum::http::Method::OPTIONS {
+        return StatusCode::BAD_REQUEST.into_response();
+    }
     // The client's hop-by-hop headers go first, before the gateway adds its own: a client's
     // `Connection` may name its own headers away, never the gateway's.
     let upgrade = proxy::requested_upgrade(request.headers());
     headers::strip_hop_by_hop(request.headers_mut());
     if !gw.config.skip_auth.is_empty() {
         // Match and forward the same, normalized path (never the query).
-        if let std::borrow::Cow::Owned(normalized) = skip::normalize_path(request.uri().path())
+        if request.uri().path() != "*"
+            && let std::borrow::Cow::Owned(normalized) = skip::normalize_path(request.uri().path())
             && normalized != request.uri().path()
         {
             let pq = match request.uri().query() {
@@ -790,6 +818,7 @@ async fn forward(gw: Shared, peer: headers::Peer, mut request: Request) -> Respo
             // Room for the X-Forwarded-* headers: one growth of the map at most.
             headers.reserve(3);
             headers::strip_identity(headers);
+            headers::strip_spoofable_forwarding(headers);
             headers::strip_gateway_cookies(headers);
             headers::set_forwarded(
                 headers,
@@ -828,6 +857,7 @@ async fn forward(gw: Shared, peer: headers::Peer, mut request: Request) -> Respo
     // Room for the identity and X-Forwarded-* headers: one growth of the map at most.
     headers.reserve(8);
     headers::strip_identity(headers);
+    headers::strip_spoofable_forwarding(headers);
     headers::strip_gateway_cookies(headers);
     // The client's Authorization header never goes upstream as it came: it was not validated
     // on a session request, and a validated bearer token goes on only when configured
@@ -1028,4 +1058,39 @@ async fn readyz(State(gw): State<Shared>) -> Response {
     };
     let body = json!({"ready": ready, "checks": {"bearer_keys": bearer_ready, "login_keys": login_ready, "session_store": store_ready}});
     (status, axum::Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oidcgate_axum::login::session::SessionData;
+
+    fn session(email: &str, groups: &[&str]) -> SessionUser {
+        SessionUser(Arc::new(SessionData {
+            id: "same-id".into(),
+            sub: "alice".into(),
+            idp_sid: None,
+            email: Some(email.into()),
+            email_verified: Some(true),
+            name: None,
+            preferred_username: Some("alice".into()),
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+            id_token: None,
+            created_at: 0,
+            expires_at: i64::MAX,
+            tokens: None,
+        }))
+    }
+
+    #[test]
+    fn cached_identity_values_serve_only_the_identity_they_were_made_from() {
+        let first = session("alice@example.com", &["users"]);
+        let values = IdentityValues::of(&Identity::Session(first.clone()), "groups");
+        assert!(values.made_from(&first));
+        assert_eq!(values.groups.as_ref().unwrap(), "users");
+        // The same id saying something else (were a future change to update a session's
+        // identity in place) does not get the cached headers.
+        assert!(!values.made_from(&session("alice@example.com", &["users", "admins"])));
+        assert!(!values.made_from(&session("mallory@example.com", &["users"])));
+    }
 }

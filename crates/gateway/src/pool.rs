@@ -168,26 +168,19 @@ pub struct Lease {
     pool: Arc<Pool>,
 }
 
-/// A response body that returns its connection to the pool once read to the end, and holds
-/// its request's `UPSTREAM_MAX_CONNECTIONS` permit until it is dropped.
+/// A response body that returns its connection to the pool once read to the end.
 pub struct PooledBody {
     body: Incoming,
     lease: Option<Lease>,
     done: bool,
-    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl PooledBody {
-    pub fn new(
-        body: Incoming,
-        lease: Option<Lease>,
-        permit: tokio::sync::OwnedSemaphorePermit,
-    ) -> Self {
+    pub fn new(body: Incoming, lease: Option<Lease>) -> Self {
         Self {
             body,
             lease,
             done: false,
-            _permit: permit,
         }
     }
 }

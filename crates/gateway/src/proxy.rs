@@ -61,7 +61,8 @@ impl Upstream {
         let (_, host) = self.authority.as_ref()?;
         let path_and_query = match original.path_and_query() {
             // The common case: no prefix, the request's own path (a cheap clone of its bytes);
-            // `OPTIONS *` names the server, not a path, and gets no prefix.
+            // `OPTIONS *` (the only method the asterisk form is for, checked before) names the
+            // server, not a path, and gets no prefix.
             Some(pq) if self.prefix.is_empty() || pq.as_str() == "*" => pq.clone(),
             Some(pq) => format!("{}{}", self.prefix, pq.as_str()).parse().ok()?,
             None => format!("{}/", self.prefix).parse().ok()?,
@@ -102,8 +103,10 @@ impl Upstream {
             let limit = usize::try_from(self.max_body).unwrap_or(usize::MAX);
             request = request.map(|body| Body::new(http_body_util::Limited::new(body, limit)));
         }
-        // Held until the response body has been passed on: streamed downloads count too.
-        let Ok(Ok(permit)) =
+        // Held until the response headers arrive. Holding it through the body would count
+        // streamed downloads, SSE and long polls too, but would let clients that stop reading
+        // (no write timeout here) take every permit and lock everyone out.
+        let Ok(Ok(_permit)) =
             tokio::time::timeout(self.timeout, self.permits.clone().acquire_owned()).await
         else {
             return page(
@@ -154,10 +157,7 @@ impl Upstream {
                 }
                 let (mut parts, body) = response.into_parts();
                 crate::headers::strip_hop_by_hop(&mut parts.headers);
-                Response::from_parts(
-                    parts,
-                    Body::new(crate::pool::PooledBody::new(body, lease, permit)),
-                )
+                Response::from_parts(parts, Body::new(crate::pool::PooledBody::new(body, lease)))
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "upstream request failed");
