@@ -127,7 +127,7 @@ pub enum StartError {
 struct Gateway {
     metrics: metrics::Metrics,
     /// Identity header values by session id ([`identity_headers`]).
-    identity_values: quick_cache::sync::Cache<String, Arc<IdentityValues>>,
+    identity_values: quick_cache::sync::Cache<String, Arc<CachedIdentity>>,
     redis: Option<Arc<RedisSessions>>,
     config: GatewayConfig,
     bearer: Option<AccessTokenValidator>,
@@ -679,8 +679,12 @@ struct IdentityValues {
     email: Option<HeaderValue>,
     preferred_username: Option<HeaderValue>,
     groups: Option<HeaderValue>,
-    /// sub, email, preferred username and groups as they were: a cached entry is used only for
-    /// a session that still says exactly this.
+}
+
+/// [`IdentityValues`] of a session, cached by session id, with the fields they were made
+/// from: an entry is used only for a session that still says exactly this.
+struct CachedIdentity {
+    values: IdentityValues,
     made_from: (String, Option<String>, Option<String>, Vec<String>),
 }
 
@@ -695,11 +699,19 @@ impl IdentityValues {
             groups: (!groups.is_empty())
                 .then(|| groups.join(","))
                 .and_then(|g| value(&g)),
+        }
+    }
+}
+
+impl CachedIdentity {
+    fn of(user: &SessionUser, groups_claim: &str) -> Self {
+        Self {
+            values: IdentityValues::of(&Identity::Session(user.clone()), groups_claim),
             made_from: (
-                id.sub().to_owned(),
-                id.email().map(str::to_owned),
-                id.preferred_username().map(str::to_owned),
-                groups.iter().map(|g| (*g).to_owned()).collect(),
+                user.sub.clone(),
+                user.email.clone(),
+                user.preferred_username.clone(),
+                user.groups.clone(),
             ),
         }
     }
@@ -732,12 +744,12 @@ fn identity_headers(gw: &Gateway, id: &Identity, into: &mut HeaderMap) {
             {
                 Some(values) => values,
                 None => {
-                    let values = Arc::new(IdentityValues::of(id, &gw.config.groups_claim));
+                    let values = Arc::new(CachedIdentity::of(user, &gw.config.groups_claim));
                     gw.identity_values.insert(user.id.clone(), values.clone());
                     values
                 }
             };
-            &*cached
+            &cached.values
         }
         Identity::Bearer { .. } => {
             built = IdentityValues::of(id, &gw.config.groups_claim);
@@ -1085,9 +1097,9 @@ mod tests {
     #[test]
     fn cached_identity_values_serve_only_the_identity_they_were_made_from() {
         let first = session("alice@example.com", &["users"]);
-        let values = IdentityValues::of(&Identity::Session(first.clone()), "groups");
+        let values = CachedIdentity::of(&first, "groups");
         assert!(values.made_from(&first));
-        assert_eq!(values.groups.as_ref().unwrap(), "users");
+        assert_eq!(values.values.groups.as_ref().unwrap(), "users");
         // The same id saying something else (were a future change to update a session's
         // identity in place) does not get the cached headers.
         assert!(!values.made_from(&session("alice@example.com", &["users", "admins"])));
