@@ -93,10 +93,16 @@ async fn answer(
     Ok(response)
 }
 
-async fn setup() -> (TestIssuer, String, faults::Proc, String, Arc<AtomicUsize>) {
+/// An issuer publishing one key, and a token it signed for the gateway's audience.
+async fn issuer_and_token() -> (TestIssuer, String) {
     let key = SigningKey::generate(Algorithm::ES256).unwrap();
     let issuer = TestIssuer::start(&[&key]).await;
     let token = mint(&key, &claims(&issuer.issuer, "demo-api", SystemTime::now()));
+    (issuer, token)
+}
+
+async fn setup() -> (TestIssuer, String, faults::Proc, String, Arc<AtomicUsize>) {
+    let (issuer, token) = issuer_and_token().await;
     let (app, accepted) = counting_app().await;
     let gw = Settings::bearer(&issuer.issuer, &app).serve().await;
     let base = gw.base_url.clone();
@@ -405,9 +411,7 @@ async fn rude_app() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
 
 #[tokio::test]
 async fn a_written_request_is_never_sent_twice_and_unasked_switches_are_refused() {
-    let key = SigningKey::generate(Algorithm::ES256).unwrap();
-    let issuer = TestIssuer::start(&[&key]).await;
-    let token = mint(&key, &claims(&issuer.issuer, "demo-api", SystemTime::now()));
+    let (issuer, token) = issuer_and_token().await;
     let (app, seen) = rude_app().await;
     let mut gw = Settings::bearer(&issuer.issuer, &app).serve().await;
     let base = gw.base_url.clone();
@@ -437,9 +441,7 @@ async fn a_written_request_is_never_sent_twice_and_unasked_switches_are_refused(
 
 #[tokio::test]
 async fn a_client_that_stops_reading_does_not_hold_a_connection_slot() {
-    let key = SigningKey::generate(Algorithm::ES256).unwrap();
-    let issuer = TestIssuer::start(&[&key]).await;
-    let token = mint(&key, &claims(&issuer.issuer, "demo-api", SystemTime::now()));
+    let (issuer, token) = issuer_and_token().await;
     let (app, _accepted) = counting_app().await;
     let mut gw = Settings::bearer(&issuer.issuer, &app)
         .set("UPSTREAM_MAX_CONNECTIONS", "1")

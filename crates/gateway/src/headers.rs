@@ -66,12 +66,18 @@ fn spelled_as(name: &HeaderName, list: &[&str]) -> bool {
 
 /// Removes the [`SPOOFABLE`] forwarding and routing headers, in every `_`/`-` spelling.
 pub fn strip_spoofable_forwarding(headers: &mut HeaderMap) {
-    if !headers.keys().any(|name| spelled_as(name, &SPOOFABLE)) {
+    strip_spelled_as(headers, &SPOOFABLE);
+}
+
+/// Removes every header whose name is one of `list` once `_` is read as `-`. Runs on every
+/// request: nothing is collected unless one is there.
+fn strip_spelled_as(headers: &mut HeaderMap, list: &[&str]) {
+    if !headers.keys().any(|name| spelled_as(name, list)) {
         return;
     }
     let found: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| spelled_as(name, &SPOOFABLE))
+        .filter(|name| spelled_as(name, list))
         .cloned()
         .collect();
     for name in found {
@@ -90,17 +96,7 @@ pub fn has_underscore_identity(headers: &HeaderMap) -> bool {
 
 /// Removes identity headers and every spelling a CGI server would merge with them.
 pub fn strip_identity(headers: &mut HeaderMap) {
-    if !headers.keys().any(is_identity_spelling) {
-        return;
-    }
-    let spoofable: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| is_identity_spelling(name))
-        .cloned()
-        .collect();
-    for name in spoofable {
-        headers.remove(&name);
-    }
+    strip_spelled_as(headers, &IDENTITY);
 }
 
 /// The position of a name in [`HOP_BY_HOP`] (names are lower case; a string match is cheaper

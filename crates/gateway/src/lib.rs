@@ -826,21 +826,7 @@ async fn forward(gw: Shared, peer: headers::Peer, mut request: Request) -> Respo
             .skip_auth
             .matches(request.method(), request.uri().path())
         {
-            let headers = request.headers_mut();
-            // Room for the X-Forwarded-* headers: one growth of the map at most.
-            headers.reserve(3);
-            headers::strip_identity(headers);
-            headers::strip_spoofable_forwarding(headers);
-            headers::strip_gateway_cookies(headers);
-            headers::set_forwarded(
-                headers,
-                &peer,
-                if gw.config.cookie_secure {
-                    "https"
-                } else {
-                    "http"
-                },
-            );
+            upstream_headers(&gw, &peer, request.headers_mut(), None);
             return proxy_timed(&gw, request, upgrade, metrics::Outcome::Public).await;
         }
     }
@@ -865,27 +851,37 @@ async fn forward(gw: Shared, peer: headers::Peer, mut request: Request) -> Respo
         gw.metrics.record(metrics::Outcome::Forbidden);
         return denied(request.headers());
     }
-    let headers = request.headers_mut();
+    upstream_headers(&gw, &peer, request.headers_mut(), Some(&id));
+    proxy_timed(&gw, request, upgrade, metrics::Outcome::Proxied).await
+}
+
+/// The request headers as the upstream gets them: the client's identity, spoofable forwarding
+/// headers and the gateway's cookies removed; for an authenticated request (`id`) the client's
+/// `Authorization` too, and the identity headers set; `X-Forwarded-*` set.
+fn upstream_headers(
+    gw: &Gateway,
+    peer: &headers::Peer,
+    headers: &mut HeaderMap,
+    id: Option<&Identity>,
+) {
     // Room for the identity and X-Forwarded-* headers: one growth of the map at most.
-    headers.reserve(8);
+    headers.reserve(if id.is_some() { 8 } else { 3 });
     headers::strip_identity(headers);
     headers::strip_spoofable_forwarding(headers);
     headers::strip_gateway_cookies(headers);
-    // The client's Authorization header never goes upstream as it came: it was not validated
-    // on a session request, and a validated bearer token goes on only when configured
-    // (identity_headers sets it then).
-    headers.remove(AUTHORIZATION);
-    identity_headers(&gw, &id, headers);
-    headers::set_forwarded(
-        headers,
-        &peer,
-        if gw.config.cookie_secure {
-            "https"
-        } else {
-            "http"
-        },
-    );
-    proxy_timed(&gw, request, upgrade, metrics::Outcome::Proxied).await
+    if let Some(id) = id {
+        // The client's Authorization header never goes upstream as it came: it was not
+        // validated on a session request, and a validated bearer token goes on only when
+        // configured (identity_headers sets it then).
+        headers.remove(AUTHORIZATION);
+        identity_headers(gw, id, headers);
+    }
+    let proto = if gw.config.cookie_secure {
+        "https"
+    } else {
+        "http"
+    };
+    headers::set_forwarded(headers, peer, proto);
 }
 
 /// Forwards and records the outcome and the time to the upstream's response headers.

@@ -240,18 +240,8 @@ impl CookieChunks {
 
     /// Rejoins chunks found by `get(name)`; `None` when the first chunk is absent.
     pub fn join<'a>(&self, name: &str, get: impl Fn(&str) -> Option<&'a str>) -> Option<String> {
-        let joined = self.join_bytes(name, |n| get(n).map(str::as_bytes))?;
+        let joined = join_named(&self.names(name), |n| get(n).map(str::as_bytes))?;
         String::from_utf8(joined.into_owned()).ok()
-    }
-
-    /// [`Self::join`] over raw cookie bytes: a value in one cookie (the usual case) is
-    /// borrowed, not copied; only chunked values are joined into a new buffer.
-    pub fn join_bytes<'a>(
-        &self,
-        name: &str,
-        get: impl Fn(&str) -> Option<&'a [u8]>,
-    ) -> Option<std::borrow::Cow<'a, [u8]>> {
-        join_named(&self.names(name), get)
     }
 }
 
